@@ -1,0 +1,15 @@
+"""slicreg_lite: Slic-Reg (Heinrich, MIDL 2021) as a small teaching toolkit.
+
+One module per step of the method; the notebooks in ``notebooks/`` narrate, this
+package computes:
+
+- :mod:`slicreg_lite.config`: presets (smoke / lite / paper) with every parameter;
+- :mod:`slicreg_lite.spatial`: the coordinate convention, warping and resampling;
+- :mod:`slicreg_lite.phantom`: the synthetic abdominal CT cohort with 13 BTCV labels;
+- :mod:`slicreg_lite.datasets`: NIfTI I/O, the BCV / Learn2Reg layouts, downloads;
+- :mod:`slicreg_lite.metrics`: Dice tables and Jacobian statistics;
+- :mod:`slicreg_lite.viz` and :mod:`slicreg_lite.widgets`: figures and sliders;
+- :mod:`slicreg_lite.pipeline`: the stages and their on-disk cache.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,305 @@
+"""Presets: every size, seed, split and hyper-parameter of every step lives here.
+
+Three presets share one structure:
+
+``smoke``
+    Tiny volumes and few iterations, so that every stage runs in seconds (the test suite).
+``lite``
+    The default: the whole pipeline on a 2-core laptop CPU in minutes, at 4 mm voxels.
+``paper``
+    The sizes of the MIDL 2021 paper (192 x 160 x 256 voxels at 2 mm), meant for a GPU.
+
+A :class:`Config` is a frozen dataclass made of one section per step. Change a value
+with :func:`dataclasses.replace` or with :meth:`Config.with_updates`; never edit a
+number inside a step's module.
+
+Examples
+--------
+>>> from slicreg_lite.config import get_config
+>>> cfg = get_config("lite")
+>>> cfg.phantom.shape
+(96, 80, 112)
+>>> cfg.with_updates(adam={"alpha": 0.05}).adam.alpha
+0.05
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+PRESET_NAMES = ("smoke", "lite", "paper")
+DEFAULT_PRESET = "lite"
+#: Environment variable a notebook reads to choose its preset (the test suite sets "smoke").
+PRESET_ENV = "SLICREG_PRESET"
+
+# The BTCV label order (METHOD.md); label 0 is background.
+LABEL_NAMES = (
+    "spleen",
+    "right kidney",
+    "left kidney",
+    "gallbladder",
+    "esophagus",
+    "liver",
+    "stomach",
+    "aorta",
+    "inferior vena cava",
+    "portal and splenic vein",
+    "pancreas",
+    "right adrenal gland",
+    "left adrenal gland",
+)
+NUM_LABELS = len(LABEL_NAMES)  # 13
+#: The four large organs of the paper's avg(4): spleen, right kidney, left kidney, liver.
+LARGE_ORGANS = (1, 2, 3, 6)
+
+# The paper's split of the 30 public BCV scans (METHOD.md); #38 is the template.
+PAPER_TRAIN_IDS = (2, 3, 5, 6, 8, 9, 21, 22, 24, 25, 27, 28, 30, 31, 33, 34, 36, 37, 39, 40)
+PAPER_TEST_IDS = (1, 4, 7, 10, 23, 26, 29, 32, 35, 38)
+PAPER_TEMPLATE_ID = 38
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """The synthetic abdominal CT cohort (:mod:`slicreg_lite.phantom`).
+
+    Array axes follow the BCV "AbdomenIsoCrop" volumes: axis 0 runs from the patient's
+    left to right, axis 1 from posterior to anterior, axis 2 from inferior to superior
+    (RAS+ orientation).
+    """
+
+    shape: tuple[int, int, int] = (96, 80, 112)
+    spacing_mm: float = 4.0
+    seed: int = 2021
+    # Inter-patient variability (no pre-alignment, as in the paper).
+    scale_range: tuple[float, float] = (0.85, 1.15)  # anisotropic body size
+    rotation_deg: float = 5.0  # std of each Euler angle, clipped at 2 std
+    translation_mm: tuple[float, float] = (10.0, 20.0)  # length of the pose translation
+    fov_shift_mm: float = 40.0  # uniform cranio-caudal shift of the field of view, +-
+    organ_shift_mm: float = 9.0  # std of each organ's own displacement
+    organ_scale_jitter: float = 0.08  # std of each organ's relative size change
+    deformation_mm: float = 10.0  # std of the smooth random nonlinear deformation
+    deformation_spacing_mm: float = 90.0  # control-point spacing of that deformation
+    # Intensities (Hounsfield units).
+    noise_hu: float = 12.0  # white acquisition noise
+    contrast_shift_hu: float = 15.0  # std of the smooth, subject-specific intensity shift
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Which subjects exist and what they are used for (BCV-style ids)."""
+
+    train_ids: tuple[int, ...] = PAPER_TRAIN_IDS
+    test_ids: tuple[int, ...] = PAPER_TEST_IDS
+    template_id: int = PAPER_TEMPLATE_ID
+
+    @property
+    def all_ids(self) -> tuple[int, ...]:
+        """Every subject id, sorted."""
+        return tuple(sorted(set(self.train_ids) | set(self.test_ids)))
+
+    @property
+    def evaluation_ids(self) -> tuple[int, ...]:
+        """The test subjects registered to the template (all test ids but the template)."""
+        return tuple(i for i in self.test_ids if i != self.template_id)
+
+
+@dataclass(frozen=True)
+class SupervoxelConfig:
+    """SLIC supervoxel layers on the template (METHOD.md, step 2)."""
+
+    shape: tuple[int, int, int] = (96, 80, 112)  # resolution the supervoxels live at
+    n_layers: int = 16
+    n_supervoxels: int = 128  # including background label 0
+    n_segments: int = 208
+    compactness: float = 1.5
+    max_iter: int = 5
+    min_size_factor: float = 0.85
+    affine_std: float = 0.05  # random perturbation of each layer's initialisation
+    intensity_scale: float = 500.0  # intensities are divided by this before SLIC
+    seed: int = 16
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """deeds-lite: MIND-SSC + affine block matching + discrete MST optimisation."""
+
+    mind_radius: int = 1
+    mind_dilation: int = 2
+    affine_iterations: int = 5
+    affine_block_spacing: int = 4
+    affine_search_radius: int = 6
+    affine_trim_fraction: float = 0.5  # least-trimmed-squares: fraction of blocks kept
+    grid_spacings: tuple[int, ...] = (8, 7, 6, 5)  # control-point spacing per level (voxels)
+    search_radii: tuple[int, ...] = (8, 7, 6, 5)  # in quantisation steps per level
+    quantisations: tuple[int, ...] = (3, 2, 2, 1)  # voxels per displacement step per level
+    regularisation: float = 1.6  # weight of the squared-difference penalty
+    symmetric: bool = True
+    n_jobs: int = 2
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """3D DeepLab (MobileNetV2 + ASPP) and its UNet / regression variants."""
+
+    backbone: str = "deeplab"
+    head: str = "slic"
+    n_layers: int = 16
+    n_classes: int = 128
+    aspp_channels: int = 128
+    aspp_rates: tuple[int, ...] = (2, 4, 8, 16)
+    dropout: float = 0.5
+    head_channels: int = 512
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training of the networks (METHOD.md, step 3)."""
+
+    iterations: int = 4000
+    batch_size: int = 4
+    learning_rate: float = 0.004
+    augment_std: float = 0.07  # random affine: identity + N(0, std) on the 3x4 matrix
+    intensity_scale: float = 500.0
+    mixed_precision: bool = True  # used on CUDA only
+    checkpointing: bool = True  # used on CUDA only
+    seed: int = 3
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    """Adam alignment of supervoxels on the kNN keypoint graph (METHOD.md, step 4)."""
+
+    learning_rate: float = 0.05
+    alpha: float = 0.015
+    k: int = 8
+    iterations: int = 100
+    fold_channels: int = 16  # each layer's 128 classes folded into this many channels
+    pool_kernel: int = 5  # average pooling that smooths the one-hot features
+    tps_smoothing: float = 0.001
+    tps_grid_step: int = 4  # the TPS is evaluated every this many voxels, then upsampled
+    seed: int = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    """All parameters of one run. Build it with :func:`get_config`."""
+
+    name: str = DEFAULT_PRESET
+    phantom: PhantomConfig = field(default_factory=PhantomConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    supervoxels: SupervoxelConfig = field(default_factory=SupervoxelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    adam: AdamConfig = field(default_factory=AdamConfig)
+
+    def to_dict(self) -> dict:
+        """All values as plain Python types (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def section_key(self, *sections: str) -> str:
+        """A short hash of some sections, used to name cache entries.
+
+        Parameters
+        ----------
+        *sections : str
+            Names of sections, e.g. ``"phantom", "split"``.
+
+        Returns
+        -------
+        str
+            12 hexadecimal characters that change whenever one of the values changes.
+        """
+        everything = self.to_dict()
+        unknown = [s for s in sections if s not in everything or s == "name"]
+        if unknown:
+            raise ValueError(f"unknown config section(s) {unknown}; expected some of "
+                             f"{[k for k in everything if k != 'name']}")
+        blob = json.dumps({s: everything[s] for s in sections}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def with_updates(self, **sections: dict) -> "Config":
+        """A copy with some values changed, e.g. ``cfg.with_updates(adam={"k": 5})``.
+
+        Raises
+        ------
+        ValueError
+            If a section or a field does not exist.
+        """
+        changes = {}
+        for section, values in sections.items():
+            if section == "name" or not hasattr(self, section):
+                raise ValueError(f"unknown config section {section!r}; expected one of "
+                                 f"{[f.name for f in dataclasses.fields(self)][1:]}")
+            current = getattr(self, section)
+            valid = {f.name for f in dataclasses.fields(current)}
+            bad = sorted(set(values) - valid)
+            if bad:
+                raise ValueError(f"unknown field(s) {bad} in config section {section!r}; "
+                                 f"expected some of {sorted(valid)}")
+            changes[section] = dataclasses.replace(current, **values)
+        return dataclasses.replace(self, **changes)
+
+
+def _smoke() -> Config:
+    shape = (32, 28, 36)  # 12 mm voxels: the same field of view as lite, tiny arrays
+    return Config(
+        name="smoke",
+        phantom=PhantomConfig(shape=shape, spacing_mm=12.0),
+        split=SplitConfig(train_ids=(2, 3, 5, 6), test_ids=(1, 4, 7, 38)),
+        supervoxels=SupervoxelConfig(shape=shape, n_layers=4),
+        teacher=TeacherConfig(grid_spacings=(4, 3), search_radii=(3, 2),
+                              quantisations=(1, 1), affine_iterations=2, n_jobs=1),
+        training=TrainingConfig(iterations=5, batch_size=2),
+        adam=AdamConfig(iterations=20, pool_kernel=3, tps_grid_step=2),
+    )
+
+
+def _lite() -> Config:
+    return Config(name="lite", training=TrainingConfig(iterations=600, batch_size=2))
+
+
+def _paper() -> Config:
+    return Config(
+        name="paper",
+        phantom=PhantomConfig(shape=(192, 160, 256), spacing_mm=2.0),
+        supervoxels=SupervoxelConfig(shape=(96, 80, 128)),
+        teacher=TeacherConfig(grid_spacings=(8, 7, 6, 5, 4), search_radii=(8, 7, 6, 5, 4),
+                              quantisations=(5, 4, 3, 2, 1)),
+        training=TrainingConfig(iterations=4000, batch_size=4),
+    )
+
+
+_BUILDERS = {"smoke": _smoke, "lite": _lite, "paper": _paper}
+
+
+def get_config(preset: str | None = None, **updates: dict) -> Config:
+    """The configuration of a preset, optionally with some values changed.
+
+    Parameters
+    ----------
+    preset : {"smoke", "lite", "paper"}, optional
+        Name of the preset. ``None`` reads the ``SLICREG_PRESET`` environment variable
+        and falls back to ``"lite"``.
+    **updates : dict
+        Section-wise changes passed to :meth:`Config.with_updates`.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ValueError
+        If the preset name is not one of :data:`PRESET_NAMES`.
+    """
+    if preset is None:
+        preset = os.environ.get(PRESET_ENV, DEFAULT_PRESET)
+    if preset not in _BUILDERS:
+        raise ValueError(f"unknown preset {preset!r}; valid presets are {list(PRESET_NAMES)}")
+    cfg = _BUILDERS[preset]()
+    return cfg.with_updates(**updates) if updates else cfg

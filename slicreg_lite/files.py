@@ -1,0 +1,61 @@
+"""Atomic file writes: a file is either complete or absent, never half-written.
+
+Every cache entry, NIfTI file and record of this package is written through
+:func:`atomic_write`: first under a temporary name in the same folder, then renamed with
+:func:`os.replace` (atomic on one file system). An interrupted run (Ctrl+C, a crash, a full
+disk) leaves the previous file or nothing, so a later run never reads a corrupt one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(temporary_path)`` and rename the result to ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The target; missing parent folders are created.
+    write : callable
+        Writes the complete file to the path it is given. The temporary name keeps the
+        target's suffixes (``.npz``, ``.nii.gz``), which numpy and nibabel look at.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=suffix)
+    os.close(fd)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):  # only when something failed
+            os.remove(temporary)
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write a text file atomically."""
+    return atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
+def atomic_write_json(path, content) -> Path:
+    """Write a JSON file (indented, with a final newline) atomically."""
+    return atomic_write_text(path, json.dumps(content, indent=2) + "\n")
+
+
+def atomic_save_npz(path, **arrays) -> Path:
+    """``numpy.savez_compressed`` that leaves no partial file when interrupted."""
+    return atomic_write(path, lambda temporary: np.savez_compressed(temporary, **arrays))

@@ -1,0 +1,562 @@
+"""How good is a registration? Dice overlap of organ labels, Jacobian statistics, tables.
+
+Dice
+    After registration, the moving scan's organ labels are warped onto the template and
+    compared with the template's own labels. :func:`dice_per_label` gives one overlap per
+    BTCV label as a fraction in ``0..1``; :class:`DiceTable` collects them per method and
+    subject and prints the paper's table in percent (METHOD.md, "Results to reproduce").
+Absent labels
+    Not every scan shows every organ (a cropped field of view, a removed gallbladder).
+    A label absent from *both* maps has no overlap to measure: its Dice is NaN and it is
+    left out of every average. A label present in only *one* of the maps gets 0.0: the
+    registration put it where there is nothing (or missed it completely).
+Jacobian determinant
+    ``J(x) = det(I + grad u(x))`` of the transform ``x -> x + u(x)`` tells how a small
+    volume around ``x`` is stretched (``J > 1``), squeezed (``0 < J < 1``) or folded
+    (``J <= 0``, physically impossible). :func:`jacobian_stats` summarises it as the
+    Learn2Reg challenge does: the standard deviation of ``log J`` (smoothness) and the
+    percentage of folded voxels.
+
+Examples
+--------
+>>> import numpy as np
+>>> from slicreg_lite.metrics import dice_per_label, average_dice
+>>> target = np.zeros((4, 4, 4), dtype=np.uint8)
+>>> target[:2] = 1                       # spleen in the first half
+>>> prediction = np.zeros_like(target)
+>>> prediction[1:3] = 1                  # shifted by one voxel
+>>> scores = dice_per_label(prediction, target)
+>>> float(scores[0])                     # label 1: 16 voxels shared of 32 + 32
+0.5
+>>> bool(np.isnan(scores[1]))            # label 2 is in neither map
+True
+>>> float(average_dice(scores, (1, 2)))  # the NaN is left out
+0.5
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .checks import check_labels, check_volume
+from .config import LABEL_NAMES, LARGE_ORGANS, NUM_LABELS
+
+#: Every BTCV label number, 1..13 (0 is background and never scored).
+ALL_LABELS = tuple(range(1, NUM_LABELS + 1))
+
+#: The columns of the paper's table (METHOD.md), in its order.
+PAPER_COLUMNS = ("spleen", "r.kidney", "l.kidney", "liver", "avg(4)", "avg(13)")
+
+# Short column names of the paper; every full name of config.LABEL_NAMES works too.
+_SHORT_NAMES = {"r.kidney": 2, "l.kidney": 3}
+# Averages over several labels; the label numbers are 1-based.
+_AVERAGE_COLUMNS = {"avg(4)": LARGE_ORGANS, "avg(13)": ALL_LABELS}
+
+
+def _to_numpy(array) -> np.ndarray:
+    """A NumPy array from an array-like or a (possibly GPU) torch tensor."""
+    if hasattr(array, "detach"):  # torch.Tensor, without importing torch here
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def _check_label_numbers(labels: Iterable[int], name: str = "labels") -> tuple[int, ...]:
+    """Label numbers as a tuple of ints in ``1..NUM_LABELS``."""
+    numbers = tuple(int(label) for label in labels)
+    if not numbers:
+        raise ValueError(f"{name} must name at least one label; got an empty sequence")
+    bad = [label for label in numbers if not 1 <= label <= NUM_LABELS]
+    if bad:
+        raise ValueError(f"{name} must be label numbers in 1..{NUM_LABELS}; got {bad}")
+    return numbers
+
+
+# ------------------------------------------------------------------------------------ Dice
+def dice(a, b) -> float:
+    """Dice overlap ``2 |A and B| / (|A| + |B|)`` of two boolean masks.
+
+    Parameters
+    ----------
+    a, b : array_like of bool
+        Masks of the same shape (any number of dimensions). Integer arrays holding only
+        0 and 1 are accepted too.
+
+    Returns
+    -------
+    float
+        In ``0..1``; NaN when both masks are empty, because the overlap of two absent
+        structures is undefined (it is neither a perfect 1 nor a failed 0).
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or a mask holds values other than 0/1.
+
+    Examples
+    --------
+    >>> dice([True, True, False], [True, False, False])  # 2 * 1 / (2 + 1)
+    0.6666666666666666
+    """
+    a = _as_mask(a, "a")
+    b = _as_mask(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape; got a {a.shape} and b {b.shape}")
+    total = int(a.sum()) + int(b.sum())
+    if total == 0:
+        return math.nan
+    return 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def _as_mask(mask, name: str) -> np.ndarray:
+    arr = _to_numpy(mask)
+    if arr.dtype == bool:
+        return arr
+    # Refuse label maps: silently treating "any label" as the mask would be a wrong answer.
+    if not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{name} must be a boolean mask (or hold only 0 and 1); got values "
+                         f"{np.unique(arr)[:5].tolist()}... of dtype {arr.dtype}")
+    return arr.astype(bool)
+
+
+def dice_per_label(prediction, target, labels: Iterable[int] = ALL_LABELS) -> np.ndarray:
+    """Dice overlap of every organ label between two label maps.
+
+    Policy for absent labels: a label absent from both maps gives NaN (left out of
+    averages, see :func:`average_dice`); a label present in only one map gives 0.0.
+
+    Parameters
+    ----------
+    prediction : array_like, shape (D, H, W)
+        Label map with values in ``0..13``, e.g. the moving labels warped onto the
+        template.
+    target : array_like, shape (D, H, W)
+        Label map with values in ``0..13``, e.g. the template's labels.
+    labels : iterable of int
+        Label numbers to score, in ``1..13``; all 13 BTCV labels by default.
+
+    Returns
+    -------
+    numpy.ndarray, shape (len(labels),), float64
+        Dice as a fraction in ``0..1`` (tables convert to percent), or NaN.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, a map is not 3D or holds values outside ``0..13``, or a
+        requested label number is outside ``1..13``.
+
+    Notes
+    -----
+    One pass over the voxels: the pair ``(prediction, target)`` of every voxel is coded as
+    ``prediction * 14 + target`` and counted with :func:`numpy.bincount`, which gives the
+    whole 14 x 14 confusion matrix at once instead of 13 passes (one per label).
+    """
+    prediction = _to_numpy(prediction)
+    target = _to_numpy(target)
+    if prediction.shape != target.shape:
+        raise ValueError(f"prediction and target must have the same shape; got prediction "
+                         f"{prediction.shape} and target {target.shape}")
+    prediction = check_labels(prediction, name="prediction")
+    target = check_labels(target, name="target")
+    numbers = np.asarray(_check_label_numbers(labels))
+
+    n_classes = NUM_LABELS + 1  # with background 0
+    # uint16 is enough: the largest code is 13 * 14 + 13 = 195.
+    codes = prediction.astype(np.uint16) * n_classes + target
+    confusion = np.bincount(codes.ravel(), minlength=n_classes**2).reshape(n_classes, n_classes)
+    overlap = np.diag(confusion)[numbers]
+    sizes = confusion.sum(axis=1)[numbers] + confusion.sum(axis=0)[numbers]
+    scores = np.full(len(numbers), np.nan)
+    present = sizes > 0
+    scores[present] = 2.0 * overlap[present] / sizes[present]
+    return scores
+
+
+def average_dice(scores, labels: Iterable[int] = ALL_LABELS) -> np.ndarray | float:
+    """Mean Dice over some labels, leaving NaN (absent) labels out.
+
+    Parameters
+    ----------
+    scores : array_like, shape (13,) or (n_subjects, 13)
+        Dice per label as returned by :func:`dice_per_label` (entry ``i`` is label
+        ``i + 1``).
+    labels : iterable of int
+        1-based label numbers to average, e.g. :data:`slicreg_lite.config.LARGE_ORGANS`
+        ``(1, 2, 3, 6)`` for the paper's avg(4); all 13 labels (avg(13)) by default.
+
+    Returns
+    -------
+    float or numpy.ndarray of shape (n_subjects,)
+        The mean over the finite scores; NaN where every selected score is NaN.
+
+    Raises
+    ------
+    ValueError
+        If ``scores`` does not have 13 entries in its last axis or a label is outside
+        ``1..13``.
+    """
+    values = _to_numpy(scores).astype(np.float64)
+    if values.ndim not in (1, 2) or values.shape[-1] != NUM_LABELS:
+        raise ValueError(f"scores must have shape ({NUM_LABELS},) or (n_subjects, "
+                         f"{NUM_LABELS}); got {values.shape}")
+    columns = np.asarray(_check_label_numbers(labels)) - 1
+    selected = values[..., columns]
+    # Written out (instead of np.nanmean) so that an all-NaN row gives NaN without a warning.
+    finite = np.isfinite(selected)
+    count = finite.sum(axis=-1)
+    total = np.where(finite, selected, 0.0).sum(axis=-1)
+    mean = np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
+    return float(mean) if mean.ndim == 0 else mean
+
+
+def _mean_std(values: np.ndarray, ddof: int) -> tuple[float, float]:
+    """Mean and standard deviation of the finite values (NaN, NaN when there are none)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return math.nan, math.nan
+    std = float(np.std(finite, ddof=ddof)) if finite.size > ddof else math.nan
+    return float(np.mean(finite)), std
+
+
+def _format_percent(mean: float, std: float) -> str:
+    """``"18.0+-17.7"`` as in the paper's table; ``"n/a"`` when nothing was measured."""
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.1f}+-{std:.1f}" if not math.isnan(std) else f"{mean:.1f}"
+
+
+# ------------------------------------------------------------------------------ the table
+@dataclass
+class DiceTable:
+    """Dice scores of several methods on several subjects, summarised like the paper.
+
+    Add one row of 13 scores (fractions, NaN for absent labels) per method and subject
+    with :meth:`add`; :meth:`summary`, :meth:`to_markdown` and :meth:`per_label_markdown`
+    give mean +- standard deviation over subjects, in percent.
+
+    Columns are organ names (the 13 of :data:`slicreg_lite.config.LABEL_NAMES`, plus the
+    paper's short ``"r.kidney"`` and ``"l.kidney"``) and the averages ``"avg(4)"`` (the
+    four large organs) and ``"avg(13)"``.
+
+    Parameters
+    ----------
+    ddof : int
+        Delta degrees of freedom of the standard deviation. The default 1 (sample standard
+        deviation) is the paper's; 0 gives the population standard deviation.
+    average_mode : {"pooled", "per_subject"}
+        How the avg(4) / avg(13) columns are computed. ``"pooled"`` (default, the paper's):
+        mean +- std of all finite (subject, label) scores together, so the spread between
+        organs counts too. ``"per_subject"``: each subject's average over the labels first
+        (NaN labels left out), then mean +- std of these averages over subjects.
+
+    Notes
+    -----
+    NaN scores (absent labels) are ignored column by column. The defaults follow the
+    paper's table: recomputed from its per-organ mean +- std (9 subjects), pooled scores
+    with ``ddof=1`` give the published avg(4) std of all six rows to 0.1 (e.g. Slic-Reg
+    59.1+-14.6). Per-subject averages cannot: their std is at most the mean of the four
+    organ stds (10.8 for Slic-Reg).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> table = DiceTable(ddof=0, average_mode="per_subject")
+    >>> table.add("initial", 1, np.full(13, 0.2))
+    >>> table.add("initial", 4, np.full(13, 0.4))
+    >>> table.summary("initial")["avg(4)"]
+    (30.0, 10.0)
+    >>> print(table.to_markdown(columns=("spleen", "avg(13)")))
+    | method | spleen | avg(13) |
+    |---|---|---|
+    | initial | 30.0+-10.0 | 30.0+-10.0 |
+    """
+
+    ddof: int = 1
+    average_mode: str = "pooled"
+    # method -> subject id -> 13 scores; dicts keep the order in which methods were added.
+    _rows: dict[str, dict[int, np.ndarray]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.ddof not in (0, 1):
+            raise ValueError(f"ddof must be 0 or 1; got {self.ddof!r}")
+        if self.average_mode not in ("per_subject", "pooled"):
+            raise ValueError(f"average_mode must be 'per_subject' or 'pooled'; "
+                             f"got {self.average_mode!r}")
+
+    # ---------------------------------------------------------------------- filling in
+    def add(self, method: str, subject_id: int, scores) -> None:
+        """Store the 13 Dice scores of one subject registered with one method.
+
+        Parameters
+        ----------
+        method : str
+            Name of the method, e.g. ``"initial, not registered"``.
+        subject_id : int
+            The subject's id; each (method, subject) pair may be added once.
+        scores : array_like, shape (13,)
+            Fractions in ``0..1`` as returned by :func:`dice_per_label`, NaN for absent
+            labels.
+
+        Raises
+        ------
+        ValueError
+            If the scores have the wrong shape or values outside ``0..1``, or the subject
+            was already added for this method.
+        """
+        if not isinstance(method, str) or not method:
+            raise ValueError(f"method must be a non-empty string; got {method!r}")
+        row = _to_numpy(scores).astype(np.float64)
+        if row.shape != (NUM_LABELS,):
+            raise ValueError(f"scores must have shape ({NUM_LABELS},), one Dice per label; "
+                             f"got {row.shape}")
+        finite = row[~np.isnan(row)]
+        if ((finite < 0) | (finite > 1)).any():
+            raise ValueError(f"scores must be fractions in 0..1 (or NaN); got values in "
+                             f"{finite.min():g}..{finite.max():g} (percent by mistake?)")
+        subjects = self._rows.setdefault(method, {})
+        subject_id = int(subject_id)
+        if subject_id in subjects:
+            raise ValueError(f"subject_id {subject_id} was already added for method "
+                             f"{method!r}")
+        subjects[subject_id] = row.copy()
+
+    # ------------------------------------------------------------------------- reading
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods, in the order they were first added."""
+        return tuple(self._rows)
+
+    def subject_ids(self, method: str) -> tuple[int, ...]:
+        """The subjects of one method, in the order they were added."""
+        return tuple(self._subjects(method))
+
+    def scores(self, method: str) -> np.ndarray:
+        """All scores of one method: shape ``(n_subjects, 13)``, fractions, NaN = absent."""
+        return np.stack(list(self._subjects(method).values()))
+
+    def _subjects(self, method: str) -> dict[int, np.ndarray]:
+        if method not in self._rows:
+            raise ValueError(f"unknown method {method!r}; the table has {list(self._rows)}")
+        return self._rows[method]
+
+    def column(self, method: str, column: str) -> tuple[float, float]:
+        """Mean and standard deviation of one column, in percent.
+
+        Parameters
+        ----------
+        method : str
+        column : str
+            An organ name (``"spleen"``, ``"r.kidney"``, ``"right kidney"``, ...),
+            ``"avg(4)"`` or ``"avg(13)"``.
+
+        Returns
+        -------
+        (float, float)
+            ``(mean, std)`` in percent over subjects; NaN when no subject has the label.
+        """
+        scores = self.scores(method) * 100.0
+        if column in _AVERAGE_COLUMNS:
+            labels = _AVERAGE_COLUMNS[column]
+            if self.average_mode == "pooled":
+                return _mean_std(scores[:, np.asarray(labels) - 1].ravel(), self.ddof)
+            return _mean_std(average_dice(scores, labels), self.ddof)
+        return _mean_std(scores[:, _column_label(column) - 1], self.ddof)
+
+    def summary(self, method: str, columns: Sequence[str] = PAPER_COLUMNS
+                ) -> dict[str, tuple[float, float]]:
+        """Mean +- std over subjects, in percent, for some columns of one method.
+
+        Parameters
+        ----------
+        method : str
+        columns : sequence of str
+            The paper's six columns by default; :data:`slicreg_lite.config.LABEL_NAMES`
+            adds every organ.
+
+        Returns
+        -------
+        dict
+            ``column -> (mean, std)`` in percent, in the order of ``columns``.
+        """
+        return {column: self.column(method, column) for column in columns}
+
+    def per_label_summary(self, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std over subjects of each of the 13 labels, in percent (NaN = absent)."""
+        scores = self.scores(method) * 100.0
+        pairs = [_mean_std(scores[:, i], self.ddof) for i in range(NUM_LABELS)]
+        means, stds = zip(*pairs)
+        return np.array(means), np.array(stds)
+
+    # -------------------------------------------------------------------------- output
+    def to_markdown(self, columns: Sequence[str] = PAPER_COLUMNS,
+                    methods: Sequence[str] | None = None) -> str:
+        """The table in Markdown, one row per method, like the paper's table.
+
+        Cells read ``mean+-std`` in percent with one decimal (``"n/a"`` when no subject
+        has the label).
+
+        Parameters
+        ----------
+        columns : sequence of str
+            The paper's six columns by default.
+        methods : sequence of str, optional
+            Which methods, in which order; all, in the order added, by default.
+        """
+        for column in columns:  # fail early, before any row is built
+            if column not in _AVERAGE_COLUMNS:
+                _column_label(column)
+        lines = ["| method | " + " | ".join(columns) + " |",
+                 "|" + "---|" * (len(columns) + 1)]
+        for method in self.methods if methods is None else methods:
+            cells = [_format_percent(*self.column(method, column)) for column in columns]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def per_label_markdown(self, method: str) -> str:
+        """A 13-row Markdown table of one method: label number, organ, Dice mean+-std (%)."""
+        means, stds = self.per_label_summary(method)
+        lines = [f"| label | organ | Dice % ({method}) |", "|---|---|---|"]
+        for number, (name, mean, std) in enumerate(zip(LABEL_NAMES, means, stds), start=1):
+            lines.append(f"| {number} | {name} | {_format_percent(mean, std)} |")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Everything as plain JSON-ready types (NaN becomes ``None``).
+
+        ``{"ddof", "average_mode", "methods": {method: {"scores": {subject_id: [13]},
+        "summary": {column: [mean, std]}}}}``; subject ids become strings, as JSON keys
+        must be. :meth:`from_dict` reads it back.
+        """
+        def clean(values) -> list:
+            return [None if math.isnan(v) else float(v) for v in values]
+
+        methods = {}
+        for method, subjects in self._rows.items():
+            methods[method] = {
+                "scores": {str(sid): clean(row) for sid, row in subjects.items()},
+                "summary": {col: clean(ms) for col, ms in self.summary(method).items()},
+            }
+        return {"ddof": self.ddof, "average_mode": self.average_mode, "methods": methods}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DiceTable":
+        """A table from the output of :meth:`to_dict` (the summaries are recomputed)."""
+        table = cls(ddof=data.get("ddof", 0),
+                    average_mode=data.get("average_mode", "per_subject"))
+        for method, content in data["methods"].items():
+            for sid, row in content["scores"].items():
+                table.add(method, int(sid), [math.nan if v is None else v for v in row])
+        return table
+
+
+def _column_label(column: str) -> int:
+    """The 1-based label number of an organ column (full or short paper name)."""
+    if column in _SHORT_NAMES:
+        return _SHORT_NAMES[column]
+    if column in LABEL_NAMES:
+        return LABEL_NAMES.index(column) + 1
+    valid = [*LABEL_NAMES, *_SHORT_NAMES, *_AVERAGE_COLUMNS]
+    raise ValueError(f"unknown column {column!r}; expected one of {valid}")
+
+
+# ------------------------------------------------------------------------------ Jacobian
+def _check_displacement(displacement, name: str = "displacement") -> np.ndarray:
+    u = _to_numpy(displacement)
+    if u.ndim != 4 or u.shape[0] != 3:
+        raise ValueError(f"{name} must have shape (3, D, H, W) in voxels; got {u.shape}")
+    if min(u.shape[1:]) < 2:
+        raise ValueError(f"{name} needs at least 2 voxels along each spatial axis for "
+                         f"finite differences; got shape {u.shape}")
+    if not np.issubdtype(u.dtype, np.floating):
+        raise ValueError(f"{name} must be floating point; got dtype {u.dtype}")
+    if not np.isfinite(u).all():
+        bad = int((~np.isfinite(u)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or Inf values; expected finite numbers")
+    return u.astype(np.float64, copy=False)
+
+
+def jacobian_determinant(displacement) -> np.ndarray:
+    """Jacobian determinant of the transform ``x -> x + u(x)`` at every voxel.
+
+    Parameters
+    ----------
+    displacement : array_like, shape (3, D, H, W)
+        ``u`` in voxels, channel 0 along ``d``, 1 along ``h``, 2 along ``w`` (the
+        convention of :mod:`slicreg_lite.spatial`); at least 2 voxels per axis.
+
+    Returns
+    -------
+    numpy.ndarray, shape (D, H, W), float64
+        ``det(I + grad u)``: 1 = volume kept, > 1 = expansion, < 1 = compression,
+        <= 0 = folding.
+
+    Raises
+    ------
+    ValueError
+        If the shape is not ``(3, D, H, W)`` or the field has NaN / Inf values.
+
+    Notes
+    -----
+    The derivatives are central differences (:func:`numpy.gradient`, one-sided at the
+    border), in voxel units, so the result does not depend on the voxel size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(jacobian_determinant(np.zeros((3, 4, 4, 4))).mean())  # no motion: J = 1
+    1.0
+    """
+    u = _check_displacement(displacement)
+    # gradient[i][j] = d u_i / d x_j; the matrix of the transform is I + gradient.
+    gradient = [np.gradient(u[i]) for i in range(3)]
+    m = [[gradient[i][j] + (1.0 if i == j else 0.0) for j in range(3)] for i in range(3)]
+    # The 3 x 3 determinant by cofactor expansion along the first row, for all voxels at once.
+    return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
+
+
+def jacobian_stats(displacement, mask=None) -> dict[str, float]:
+    """Smoothness and folding of a displacement field (Learn2Reg-style statistics).
+
+    Parameters
+    ----------
+    displacement : array_like, shape (3, D, H, W)
+        Voxel displacements (see :func:`jacobian_determinant`).
+    mask : array_like of bool, shape (D, H, W), optional
+        Only these voxels are counted (e.g. the body); all voxels by default.
+
+    Returns
+    -------
+    dict
+        ``"std_log_jacobian"``: standard deviation (ddof=0) over voxels of ``log J``, with
+        ``J`` clipped to ``[1e-9, 1e9]`` before the logarithm so that folded voxels
+        (``J <= 0``) count as very strong compression instead of giving NaN; lower is
+        smoother, 0 for any affine transform without folding.
+        ``"percent_folding"``: percentage of voxels with ``J <= 0``.
+
+    Raises
+    ------
+    ValueError
+        For a bad field (see :func:`jacobian_determinant`), a mask of another shape, or
+        a mask that selects no voxel.
+    """
+    determinant = jacobian_determinant(displacement)
+    if mask is not None:
+        mask = check_volume(_to_numpy(mask), "mask")
+        if mask.shape != determinant.shape:
+            raise ValueError(f"mask must have the field's spatial shape {determinant.shape}; "
+                             f"got {mask.shape}")
+        mask = mask.astype(bool)
+        if not mask.any():
+            raise ValueError("mask selects no voxel; expected at least one True value")
+        determinant = determinant[mask]
+    log_jacobian = np.log(np.clip(determinant, 1e-9, 1e9))
+    return {
+        "std_log_jacobian": float(np.std(log_jacobian)),
+        "percent_folding": float(100.0 * np.mean(determinant <= 0)),
+    }

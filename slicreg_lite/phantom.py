@@ -1,0 +1,562 @@
+"""A synthetic abdominal CT cohort with the 13 BTCV labels.
+
+Real CT cannot be downloaded everywhere, so every notebook runs on this phantom. Each
+subject is drawn from a seed: the same preset and seed always give the same scans.
+
+How a subject is made
+---------------------
+1. **Canonical anatomy.** Organs, vessels, bones and body wall are simple shapes
+   (ellipsoids, tubes along poly-lines, elliptic cylinders) in a *canonical* patient frame
+   in mm: ``x`` to the patient's right, ``y`` anterior, ``z`` superior, the origin on the
+   midline near the renal hila. Every subject jitters each organ's position, size and
+   surface a little.
+2. **Pose and shape.** The canonical frame is placed in the scanner with an anisotropic
+   scaling (body size), a rotation of a few degrees, a translation of 10-20 mm, a
+   cranio-caudal shift of the field of view and a smooth random nonlinear deformation.
+   Nothing is pre-aligned, as in the paper. For every voxel we compute *which canonical
+   point it shows* and evaluate the shapes there, so labels never need resampling.
+3. **Intensities.** Each tissue has a plausible Hounsfield value and texture amplitude;
+   a subject-specific contrast enhancement, a smooth intensity shift, correlated texture,
+   partial-volume blur and acquisition noise are added; values are rounded to whole HU
+   like a real scanner's.
+
+Examples
+--------
+>>> from slicreg_lite.config import get_config
+>>> subject = generate_subject(38, get_config("smoke").phantom)
+>>> subject.image.shape, int(subject.labels.max())
+((32, 28, 36), 13)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from .config import Config, PhantomConfig
+from .datasets import Subject
+from .spatial import resize
+
+#: Bump when the generator changes: cached cohorts of an older version are recomputed.
+PHANTOM_VERSION = 1
+
+# ------------------------------------------------------------------------------ tissues
+# Tissue classes with (mean HU, texture amplitude HU, contrast enhanced?) in the portal
+# venous phase. Labels and tissues are separate: a kidney has cortex and medulla, the
+# stomach has wall, fluid and air, but each is one BTCV label.
+TISSUES = {
+    "air": (-1000, 0, False),
+    "lung": (-840, 35, False),
+    "fat": (-100, 14, False),
+    "muscle": (50, 12, False),
+    "bone_cortex": (650, 80, False),
+    "bone_marrow": (230, 40, False),
+    "disc": (85, 10, False),
+    "csf": (15, 6, False),
+    "bowel_wall": (45, 14, True),
+    "bowel_content": (15, 30, False),
+    "gas": (-950, 25, False),
+    "heart": (130, 15, True),
+    "spleen": (115, 10, True),
+    "kidney_cortex": (185, 12, True),
+    "kidney_medulla": (115, 12, True),
+    "gallbladder": (8, 5, False),
+    "esophagus": (45, 8, False),
+    "liver": (105, 10, True),
+    "stomach_wall": (70, 8, True),
+    "stomach_content": (18, 10, False),
+    "artery": (175, 8, True),
+    "vein": (145, 8, True),
+    "portal_vein": (165, 8, True),
+    "pancreas": (90, 14, True),
+    "adrenal": (55, 8, True),
+}
+TISSUE_INDEX = {name: i for i, name in enumerate(TISSUES)}
+_HU_MEAN = np.array([v[0] for v in TISSUES.values()], dtype=np.float32)
+_HU_TEXTURE = np.array([v[1] for v in TISSUES.values()], dtype=np.float32)
+_ENHANCED = np.array([v[2] for v in TISSUES.values()])
+
+# BTCV label numbers (config.LABEL_NAMES).
+SPLEEN, R_KIDNEY, L_KIDNEY, GALLBLADDER, ESOPHAGUS, LIVER, STOMACH = 1, 2, 3, 4, 5, 6, 7
+AORTA, IVC, PORTAL_VEIN, PANCREAS, R_ADRENAL, L_ADRENAL = 8, 9, 10, 11, 12, 13
+
+#: Canonical point (mm) at the centre of an unshifted field of view: a little above the
+#: renal hila, so that the lower thorax and the upper pelvis are both in view.
+_FOV_CENTRE = np.array([0.0, 0.0, 25.0])
+
+# Organs jitter in groups: organs that sit together move together.
+_GROUPS = ("liver", "spleen", "stomach", "right_kidney", "left_kidney", "pancreas",
+           "vessels")
+
+
+# --------------------------------------------------------------------------- the canvas
+class _Canvas:
+    """The voxel grid of one subject with the canonical position each voxel shows.
+
+    Shapes are evaluated only inside the block of voxels that can see them
+    (:meth:`region`), which keeps one subject at about a second.
+    """
+
+    def __init__(self, cfg: PhantomConfig, forward: np.ndarray, translation: np.ndarray,
+                 deformation: np.ndarray):
+        self.shape = tuple(cfg.shape)
+        self.spacing = float(cfg.spacing_mm)
+        # world position (mm) of voxel i along an axis: (i - (n - 1) / 2) * spacing
+        axes = [(np.arange(n, dtype=np.float32) - (n - 1) / 2) * self.spacing
+                for n in self.shape]
+        inverse = np.linalg.inv(forward).astype(np.float32)
+        t = translation.astype(np.float32)
+        # canonical = forward^-1 (world - t) + deformation(world)
+        self.coords = []
+        for row in range(3):
+            c = (inverse[row, 0] * (axes[0] - t[0]))[:, None, None] \
+                + (inverse[row, 1] * (axes[1] - t[1]))[None, :, None] \
+                + (inverse[row, 2] * (axes[2] - t[2]))[None, None, :]
+            self.coords.append((c + deformation[row]).astype(np.float32))
+        self.forward, self.translation = forward, translation
+        self.margin = float(np.abs(deformation).max()) + 2 * self.spacing
+
+        self.labels = np.zeros(self.shape, np.uint8)
+        self.tissue = np.full(self.shape, TISSUE_INDEX["air"], np.uint8)
+
+    def region(self, low, high) -> tuple[slice, slice, slice]:
+        """Voxel block that contains every voxel showing the canonical box [low, high]."""
+        low = np.asarray(low, float) - self.margin
+        high = np.asarray(high, float) + self.margin
+        corners = np.array(np.meshgrid(*zip(low, high), indexing="ij")).reshape(3, -1)
+        world = self.forward @ corners + self.translation[:, None]
+        index_low = world.min(1) / self.spacing + (np.array(self.shape) - 1) / 2
+        index_high = world.max(1) / self.spacing + (np.array(self.shape) - 1) / 2
+        return tuple(slice(int(np.clip(np.floor(a), 0, n)), int(np.clip(np.ceil(b) + 1, 0, n)))
+                     for a, b, n in zip(index_low, index_high, self.shape))
+
+    def xyz(self, region):
+        return [c[region] for c in self.coords]
+
+    def paint(self, region, mask, tissue: str, label: int | None = None, allowed=None):
+        """Set tissue (and label) inside ``mask`` (a boolean array on ``region``)."""
+        if allowed is not None:
+            mask = mask & allowed[region]
+        self.tissue[region][mask] = TISSUE_INDEX[tissue]
+        if label is not None:
+            self.labels[region][mask] = label
+
+
+# ------------------------------------------------------------------------------- shapes
+@dataclass
+class _Ellipsoid:
+    centre: np.ndarray
+    radii: np.ndarray
+    rotation: np.ndarray  # columns: the ellipsoid's axes in canonical coordinates
+    waves: np.ndarray  # (n, 5): direction (3), phase, amplitude of surface ripples
+
+    def bounds(self):
+        extent = np.abs(self.rotation) @ self.radii * 1.2
+        return self.centre - extent, self.centre + extent
+
+    def inside(self, canvas: _Canvas, region, scale: float = 1.0):
+        x, y, z = canvas.xyz(region)
+        d = [x - self.centre[0], y - self.centre[1], z - self.centre[2]]
+        r2 = 0.0
+        for axis in range(3):
+            local = (self.rotation[0, axis] * d[0] + self.rotation[1, axis] * d[1]
+                     + self.rotation[2, axis] * d[2]) / (self.radii[axis] * scale)
+            r2 = r2 + local * local
+        return r2 < 1.0 + _ripples(d, self.waves, self.radii)
+
+
+def _ripples(d, waves, radii):
+    """Smooth bumps on a surface: the sum of a few sine waves of organ-sized wavelength."""
+    total = 0.0
+    size = float(np.mean(radii))
+    for dx, dy, dz, phase, amplitude in waves:
+        total = total + amplitude * np.sin((dx * d[0] + dy * d[1] + dz * d[2]) / size + phase)
+    return total
+
+
+@dataclass
+class _Tube:
+    points: np.ndarray  # (n, 3) poly-line
+    radii: np.ndarray  # (n,) radius at each point, linear in between
+
+    def bounds(self):
+        r = self.radii.max()
+        return self.points.min(0) - r, self.points.max(0) + r
+
+    def inside(self, canvas: _Canvas, region):
+        x, y, z = canvas.xyz(region)
+        mask = np.zeros(x.shape, bool)
+        for a, b, ra, rb in zip(self.points[:-1], self.points[1:], self.radii[:-1],
+                                self.radii[1:]):
+            ab = b - a
+            t = ((x - a[0]) * ab[0] + (y - a[1]) * ab[1] + (z - a[2]) * ab[2]) / (ab @ ab)
+            t = np.clip(t, 0.0, 1.0)
+            dist2 = (x - a[0] - t * ab[0]) ** 2 + (y - a[1] - t * ab[1]) ** 2 \
+                + (z - a[2] - t * ab[2]) ** 2
+            radius = ra + t * (rb - ra)
+            mask |= dist2 < radius * radius
+        return mask
+
+
+def _rotation(rx: float = 0.0, ry: float = 0.0, rz: float = 0.0) -> np.ndarray:
+    """Rotation matrix from angles in degrees about x, then y, then z."""
+    ax, ay, az = np.deg2rad([rx, ry, rz])
+    Rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    Ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    Rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return Rz @ Ry @ Rx
+
+
+class _Jitter:
+    """Per-subject random changes of organ position, size and surface."""
+
+    def __init__(self, cfg: PhantomConfig, rng: np.random.Generator):
+        self.rng = rng
+        self.cfg = cfg
+        self.shift = {g: rng.normal(0, cfg.organ_shift_mm, 3) for g in _GROUPS}
+        self.shift["vessels"] *= 0.3  # the great vessels are tied to the spine
+        self.scale = {g: 1 + np.clip(rng.normal(0, cfg.organ_scale_jitter), -0.25, 0.25)
+                      for g in _GROUPS}
+
+    def ellipsoid(self, group, centre, radii, rotation=None, anchor=None, ripple=0.12):
+        anchor = np.asarray(centre if anchor is None else anchor, float)
+        s = self.scale[group]
+        centre = anchor + self.shift[group] + s * (np.asarray(centre, float) - anchor)
+        radii = s * np.asarray(radii, float) * (1 + self.rng.normal(0, 0.04, 3))
+        directions = self.rng.normal(size=(3, 3))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        waves = np.column_stack([directions * 2.0, self.rng.uniform(0, 2 * np.pi, 3),
+                                 self.rng.uniform(0, ripple, 3)])
+        return _Ellipsoid(centre, radii, np.eye(3) if rotation is None else rotation, waves)
+
+    def tube(self, group, points, radii, anchor=None):
+        points = np.asarray(points, float)
+        anchor = points.mean(0) if anchor is None else np.asarray(anchor, float)
+        s = self.scale[group]
+        wobble = self.rng.normal(0, 0.25 * self.cfg.organ_shift_mm, points.shape)
+        points = anchor + self.shift[group] + s * (points - anchor) + wobble
+        return _Tube(points, s * np.asarray(radii, float))
+
+
+# ------------------------------------------------------------------------------ anatomy
+def _body_wall(canvas: _Canvas, fat_mm: float, muscle_mm: float, body_width: float):
+    """Skin outline, subcutaneous fat, muscle wall; returns the abdominal cavity mask."""
+    x, y, z = canvas.coords
+    half_width = body_width + 0.04 * z  # a little wider towards the thorax
+    half_depth = 112.0
+    outer = (x / half_width) ** 2 + (y / half_depth) ** 2
+    muscle_in = (x / (half_width - fat_mm)) ** 2 + (y / (half_depth - fat_mm)) ** 2
+    cavity_in = (x / (half_width - fat_mm - muscle_mm)) ** 2 \
+        + (y / (half_depth - fat_mm - muscle_mm)) ** 2
+    whole = (slice(None),) * 3
+    body = outer < 1
+    canvas.paint(whole, body, "fat")
+    canvas.paint(whole, muscle_in < 1, "muscle")
+    cavity = cavity_in < 1
+    canvas.paint(whole, cavity, "fat")
+    # ribs: oblique bands just inside the muscle wall of the upper abdomen and thorax,
+    # open at the front (costal cartilage is not drawn)
+    ring = (cavity_in > 0.80) & cavity & (z > 25 + 0.5 * y) & ~((np.abs(x) < 45) & (y > 0))
+    ribs = ring & (np.cos(2 * np.pi * (z + 0.35 * y) / 38.0) > 0.45)
+    canvas.paint(whole, ribs, "bone_cortex")
+    return body, cavity & ~ribs, cavity_in
+
+
+def _spine_and_muscles(canvas: _Canvas, jitter: _Jitter):
+    """Vertebrae with discs and canal, paraspinal and psoas muscles, iliac bones."""
+    whole = (slice(None),) * 3
+    x, y, z = canvas.coords
+    phase = jitter.rng.uniform(0, 34.0)
+    in_disc = np.mod(z + phase, 34.0) < 7.0
+    body_r = (x / 22.0) ** 2 + ((y + 50) / 17.0) ** 2
+    canvas.paint(whole, body_r < 1, "bone_marrow")
+    canvas.paint(whole, (body_r < 1) & (body_r > 0.72) & ~in_disc, "bone_cortex")
+    canvas.paint(whole, (body_r < 1) & in_disc, "disc")
+    canal_r = np.sqrt(x ** 2 + (y + 80) ** 2)
+    arch = (canal_r < 16) & (canal_r > 9) & (y < -72) & ~in_disc
+    spinous = (np.abs(x) < 4) & (y < -90) & (y > -104) & ~in_disc
+    transverse = (np.abs(y + 70) < 5) & (np.abs(x) < 48) & (np.abs(x) > 14) & ~in_disc \
+        & (np.mod(z + phase, 34.0) > 12)
+    canvas.paint(whole, arch | spinous | transverse, "bone_cortex")
+    canvas.paint(whole, canal_r < 9, "csf")
+    for side in (-1, 1):
+        para = ((x - side * 38) / 24.0) ** 2 + ((y + 84) / 19.0) ** 2 < 1
+        canvas.paint(whole, para & ~(arch | spinous | transverse), "muscle")
+        psoas = _Tube(np.array([[side * 32, -45, 35], [side * 48, -40, -60],
+                                [side * 62, -30, -240]]), np.array([6.0, 18.0, 24.0]))
+        region = canvas.region(*psoas.bounds())
+        canvas.paint(region, psoas.inside(canvas, region), "muscle")
+        # iliac wing: a curved bony plate at the bottom of the field of view
+        wing = _Ellipsoid(np.array([side * 100, -30, -215]), np.array([30, 62, 70]),
+                          np.eye(3), np.zeros((0, 5)))
+        region = canvas.region(*wing.bounds())
+        outer = wing.inside(canvas, region)
+        inner = wing.inside(canvas, region, scale=0.8)
+        canvas.paint(region, outer, "bone_cortex")
+        canvas.paint(region, inner, "bone_marrow")
+    return (canvas.tissue == TISSUE_INDEX["bone_cortex"]) | \
+        (canvas.tissue == TISSUE_INDEX["bone_marrow"])
+
+
+def _bowel(canvas: _Canvas, cavity, rng: np.random.Generator):
+    """Small bowel loops and colon with gas pockets: texture of the lower abdomen."""
+    x, y, z = canvas.coords
+    loops = _smooth_noise(canvas.shape, 9.0 / canvas.spacing, rng)
+    pockets = _smooth_noise(canvas.shape, 6.0 / canvas.spacing, rng)
+    lower = cavity & (z < 55 - 0.3 * np.abs(x)) & (y > -70)
+    whole = (slice(None),) * 3
+    canvas.paint(whole, lower & (loops > -0.2), "bowel_wall")
+    canvas.paint(whole, lower & (loops > 0.35), "bowel_content")
+    canvas.paint(whole, lower & (loops > 0.35) & (pockets > 1.3), "gas")
+    # colon: a frame around the small bowel, partly filled with gas
+    colon = _Tube(np.array([[92, -15, -150], [95, -5, 5], [85, 35, 25], [0, 55, 10],
+                            [-85, 35, 35], [-95, -5, 15], [-92, -15, -150]], float),
+                  np.full(7, 22.0))
+    colon.points += rng.normal(0, 6.0, colon.points.shape)
+    region = canvas.region(*colon.bounds())
+    inside = colon.inside(canvas, region) & cavity[region]
+    canvas.paint(region, inside, "bowel_content")
+    canvas.paint(region, inside & (pockets[region] > 0.5), "gas")
+
+
+def _organs(canvas: _Canvas, jitter: _Jitter, allowed):
+    """The 13 BTCV organs, painted in an order that decides who wins where they touch."""
+    J = jitter
+
+    def draw(shape, tissue, label):
+        region = canvas.region(*shape.bounds())
+        mask = shape.inside(canvas, region)
+        canvas.paint(region, mask, tissue, label, allowed)
+        return region, mask
+
+    # stomach: fundus under the left diaphragm, body and antrum curving to the pylorus
+    fundus = J.ellipsoid("stomach", (-65, 5, 122), (38, 40, 44), anchor=(-50, 25, 90))
+    body = J.tube("stomach", [(-66, 12, 112), (-48, 38, 66), (0, 50, 46), (25, 36, 52)],
+                  [30, 26, 18, 12], anchor=(-50, 25, 90))
+    inner = _Tube(body.points, body.radii - 5)
+    for shape in (fundus, body):
+        draw(shape, "stomach_wall", STOMACH)
+    for shape in (_Ellipsoid(fundus.centre, fundus.radii - 5, fundus.rotation, fundus.waves),
+                  inner):
+        region = canvas.region(*shape.bounds())
+        mask = shape.inside(canvas, region)
+        canvas.paint(region, mask, "stomach_content", STOMACH, allowed)
+        # supine patient: swallowed air rises to the anterior part of the stomach
+        air = mask & (canvas.coords[1][region] > fundus.centre[1] + 8)
+        canvas.paint(region, air, "gas", STOMACH, allowed)
+
+    # liver: right lobe under the right diaphragm, left lobe in front of the stomach
+    anchor = (60, 10, 115)
+    draw(J.ellipsoid("liver", (72, 0, 112), (72, 92, 62), _rotation(rz=-10), anchor), "liver",
+         LIVER)
+    draw(J.ellipsoid("liver", (-15, 48, 122), (58, 34, 38), _rotation(ry=12), anchor),
+         "liver", LIVER)
+    draw(J.ellipsoid("liver", (55, 45, 80), (40, 35, 32), None, anchor), "liver", LIVER)
+    draw(J.ellipsoid("liver", (50, 62, 66), (14, 15, 30), _rotation(rx=-35, ry=15), anchor,
+                     ripple=0.05), "gallbladder", GALLBLADDER)
+
+    # spleen: a crescent high in the left upper quadrant, concave towards the hilum
+    spleen = J.ellipsoid("spleen", (-102, -42, 112), (26, 52, 54), _rotation(rx=25, rz=20))
+    region, mask = draw(spleen, "spleen", SPLEEN)
+    hilum = _Ellipsoid(spleen.centre + (28, 14, 0), spleen.radii * (0.8, 0.7, 0.7),
+                       spleen.rotation, spleen.waves[:0])
+    canvas.paint(region, mask & hilum.inside(canvas, region), "fat", 0, allowed)
+
+    # kidneys: cortex brighter than medulla; sinus fat at the medial hilum
+    for side, group, label, z0, tissue_rz in ((1, "right_kidney", R_KIDNEY, 10, 15),
+                                              (-1, "left_kidney", L_KIDNEY, 24, -15)):
+        kidney = J.ellipsoid(group, (side * 70, -46, z0), (26, 24, 54),
+                             _rotation(ry=side * -12, rz=tissue_rz), ripple=0.06)
+        region, mask = draw(kidney, "kidney_cortex", label)
+        medulla = kidney.inside(canvas, region, scale=0.72) & mask
+        canvas.paint(region, medulla, "kidney_medulla", label, allowed)
+        sinus = _Ellipsoid(kidney.centre + (-side * 20, 8, 0), kidney.radii * (0.45, 0.5, 0.45),
+                           kidney.rotation, kidney.waves[:0])
+        canvas.paint(region, mask & sinus.inside(canvas, region), "fat", 0, allowed)
+        # adrenal gland: a thin plate on the upper pole, moving with its kidney
+        adrenal = J.ellipsoid(group, (side * 42, -30 - (side < 0) * 6, z0 + 64),
+                              (5, 13, 17), _rotation(rz=side * 30), anchor=(side * 70, -46, z0),
+                              ripple=0.05)
+        draw(adrenal, "adrenal", R_ADRENAL if side > 0 else L_ADRENAL)
+
+    # pancreas: head in the duodenal sweep, body across the spine, tail at the splenic hilum
+    pancreas_points = [(25, 10, 25), (0, 24, 35), (-40, 14, 46), (-82, -14, 66)]
+    draw(J.tube("pancreas", pancreas_points, [19, 14, 13, 11]), "pancreas", PANCREAS)
+
+    # vessels last: they run through and along the organs
+    draw(J.tube("vessels", [(-12, -22, -120), (-10, -22, 60), (-6, -26, 170),
+                            (-4, -30, 260)], [10, 11, 12, 12]), "artery", AORTA)
+    draw(J.tube("vessels", [(26, -24, -125), (22, -20, 60), (28, -10, 150), (24, -12, 178)],
+                [11, 12, 13, 12]), "vein", IVC)
+    draw(J.tube("vessels", [(-2, -30, 280), (-8, -24, 170), (-36, -2, 132)], [7, 7, 8]),
+         "esophagus", ESOPHAGUS)
+    splenic_portal = J.tube("pancreas", [(-86, -26, 70), (-40, 4, 48), (4, 12, 36),
+                                         (36, 22, 64), (48, 16, 86)], [5, 5, 7, 7, 6],
+                            anchor=np.mean(pancreas_points, 0))
+    draw(splenic_portal, "portal_vein", PORTAL_VEIN)
+    # unlabelled vessels give texture: iliac arteries and veins below the bifurcation
+    for side in (-1, 1):
+        iliac = _Tube(np.array([(-12, -22, -118), (side * 55, -15, -240)]), np.array([7.0, 7.0]))
+        region = canvas.region(*iliac.bounds())
+        canvas.paint(region, iliac.inside(canvas, region), "artery", None, allowed)
+
+
+def _thorax(canvas: _Canvas, cavity, rng: np.random.Generator):
+    """Lungs above the diaphragm and the bottom of the heart, where no organ is."""
+    x, y, z = canvas.coords
+    dome = 168 + 0.004 * (np.abs(x) - 80) ** 2 + 0.25 * y + rng.normal(0, 4)
+    free = cavity & (canvas.labels == 0) & (z > dome) \
+        & (canvas.tissue != TISSUE_INDEX["bone_cortex"]) \
+        & (canvas.tissue != TISSUE_INDEX["bone_marrow"])
+    whole = (slice(None),) * 3
+    canvas.paint(whole, free, "lung")
+    heart = _Ellipsoid(np.array([-25, 40, 245]), np.array([72, 55, 55]), np.eye(3),
+                       np.zeros((0, 5)))
+    region = canvas.region(*heart.bounds())
+    canvas.paint(region, heart.inside(canvas, region) & free[region], "heart")
+
+
+# ------------------------------------------------------------------------------- noise
+def _smooth_noise(shape, sigma_voxels: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian-correlated noise with unit standard deviation.
+
+    Wide smoothing is done on a coarser grid and upsampled: same look, a fraction of the
+    time.
+    """
+    factor = max(1, int(sigma_voxels // 2))
+    coarse = tuple(-(-n // factor) + 1 for n in shape)
+    field = gaussian_filter(rng.standard_normal(coarse, dtype=np.float32),
+                            sigma_voxels / factor, mode="wrap")
+    field = resize(field, shape) if factor > 1 else field[:shape[0], :shape[1], :shape[2]]
+    return (field - field.mean()) / (field.std() + 1e-6)
+
+
+def _smooth_field(shape, spacing_mm: float, control_mm: float, std: float,
+                  rng: np.random.Generator, channels: int = 3) -> np.ndarray:
+    """A smooth random field (e.g. a deformation in mm) from a coarse control grid."""
+    extent = np.array(shape) * spacing_mm
+    coarse = tuple(int(np.ceil(e / control_mm)) + 2 for e in extent)
+    grid = rng.normal(0, 1, (channels, *coarse)).astype(np.float32)
+    grid = gaussian_filter(grid, (0, 0.7, 0.7, 0.7), mode="nearest")
+    grid *= std / (grid.std(axis=(1, 2, 3), keepdims=True) + 1e-6)
+    return resize(grid, shape)
+
+
+# ------------------------------------------------------------------------------ subject
+def generate_subject(subject_id: int, cfg: PhantomConfig) -> Subject:
+    """One synthetic abdominal CT scan with its 13 organ labels and body mask.
+
+    Parameters
+    ----------
+    subject_id : int
+        Any non-negative integer; the cohort uses the BCV ids 1..10 and 21..40.
+    cfg : PhantomConfig
+        Sizes and amounts of variability (``get_config(preset).phantom``).
+
+    Returns
+    -------
+    Subject
+        ``image`` in HU (float32, whole numbers), ``labels`` (uint8, 0..13),
+        ``body_mask`` (bool) and the NIfTI ``affine`` (RAS+, mm, centred on the field of
+        view).
+    """
+    if not isinstance(cfg, PhantomConfig):
+        raise TypeError(f"cfg must be a PhantomConfig (get_config(...).phantom); "
+                        f"got {type(cfg).__name__}")
+    if int(subject_id) != subject_id or subject_id < 0:
+        raise ValueError(f"subject_id must be a non-negative integer; got {subject_id!r}")
+    if len(cfg.shape) != 3 or min(cfg.shape) < 8:
+        raise ValueError(f"cfg.shape must be three sizes of at least 8 voxels; got {cfg.shape}")
+    rng = np.random.default_rng([cfg.seed, int(subject_id)])
+
+    # pose and body shape: nothing is pre-aligned
+    low, high = cfg.scale_range
+    scale = rng.uniform(low, high, 3)
+    angles = np.clip(rng.normal(0, cfg.rotation_deg, 3), -2 * cfg.rotation_deg,
+                     2 * cfg.rotation_deg)
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    translation = direction * rng.uniform(*cfg.translation_mm)
+    translation[2] += rng.uniform(-cfg.fov_shift_mm, cfg.fov_shift_mm)
+    forward = _rotation(*angles) @ np.diag(scale)
+    translation -= forward @ _FOV_CENTRE  # the field of view is centred on _FOV_CENTRE
+    deformation = _smooth_field(cfg.shape, cfg.spacing_mm, cfg.deformation_spacing_mm,
+                                cfg.deformation_mm, rng)
+    canvas = _Canvas(cfg, forward, translation, deformation)
+    jitter = _Jitter(cfg, rng)
+
+    # anatomy, from the outside in; later painting wins
+    body, cavity, _ = _body_wall(canvas, fat_mm=rng.uniform(12, 32),
+                                 muscle_mm=rng.uniform(8, 13),
+                                 body_width=rng.uniform(150, 165))
+    bone = _spine_and_muscles(canvas, jitter)
+    allowed = cavity & ~bone
+    _bowel(canvas, allowed, rng)
+    _organs(canvas, jitter, allowed)
+    _thorax(canvas, cavity, rng)
+
+    image = _intensities(canvas, cfg, rng)
+    n = np.array(cfg.shape)
+    affine = np.diag([cfg.spacing_mm] * 3 + [1.0])
+    affine[:3, 3] = -(n - 1) / 2 * cfg.spacing_mm
+    return Subject(int(subject_id), image, canvas.labels, affine, body_mask=body)
+
+
+def _intensities(canvas: _Canvas, cfg: PhantomConfig, rng: np.random.Generator) -> np.ndarray:
+    """Hounsfield units from the tissue map: texture, contrast, blur, noise."""
+    enhancement = rng.uniform(0.75, 1.25)  # how much contrast agent this subject got
+    offset = rng.normal(0, 8)
+    mean = _HU_MEAN.copy()
+    mean[_ENHANCED] = 40 + (mean[_ENHANCED] - 40) * enhancement
+    texture = _smooth_noise(canvas.shape, 3.0 / canvas.spacing, rng)
+    image = mean[canvas.tissue] + _HU_TEXTURE[canvas.tissue] * texture
+    body = canvas.tissue != TISSUE_INDEX["air"]
+    shift = _smooth_field(canvas.shape, canvas.spacing, 100.0, cfg.contrast_shift_hu, rng,
+                          channels=1)[0]
+    image += body * (shift + offset)
+    # partial-volume blur of about 1 mm, then acquisition noise
+    image = gaussian_filter(image, max(0.35, 1.0 / canvas.spacing))
+    image += rng.standard_normal(canvas.shape, dtype=np.float32) * cfg.noise_hu
+    return np.round(np.clip(image, -1024, 3071)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------- cohort
+def generate_cohort(cfg: Config, ids=None, *, progress: bool = False) -> dict[int, Subject]:
+    """Every subject of a preset's split (or the given ids), keyed by id.
+
+    Use :func:`slicreg_lite.pipeline.cohort` to get them from the on-disk cache instead.
+    """
+    from tqdm.auto import tqdm
+
+    ids = cfg.split.all_ids if ids is None else tuple(ids)
+    return {i: generate_subject(i, cfg.phantom)
+            for i in tqdm(ids, desc="phantom cohort", disable=not progress)}
+
+
+def export_nifti(subjects, dest) -> Path:
+    """Write subjects in the BCV "AbdomenIsoCrop" layout, readable by any NIfTI tool.
+
+    Parameters
+    ----------
+    subjects : dict of int -> Subject, or iterable of Subject
+    dest : path
+        Folder that receives ``img/img0001.nii.gz`` and ``label/label0001.nii.gz``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``; load it back with :func:`slicreg_lite.datasets.load_bcv`.
+    """
+    from .datasets import save_nifti
+
+    dest = Path(dest)
+    items = subjects.values() if isinstance(subjects, dict) else subjects
+    for subject in items:
+        name = f"{subject.subject_id:04d}"
+        save_nifti(dest / "img" / f"img{name}.nii.gz", subject.image, subject.affine)
+        if subject.labels is not None:
+            save_nifti(dest / "label" / f"label{name}.nii.gz", subject.labels, subject.affine)
+    return dest

@@ -1,0 +1,151 @@
+"""The stages of the method, each with its on-disk cache.
+
+Every stage is a function ``stage(cfg, ...) -> result``. It stores what it computed under
+``<cache root>/<preset>/<stage>-<key>/``, where the key is a hash of the parameters the
+stage depends on, the stage's own version and the package version: change a parameter
+and the stage is recomputed, never silently reused. Files are written atomically (a
+temporary file, then a rename), so an interrupted run leaves no half-written file behind;
+a later run simply continues.
+
+The cache root is ``$SLICREG_CACHE`` if set, else ``data/cache`` in a source checkout,
+else ``~/.cache/slicreg_lite``.
+
+Stages so far: :func:`cohort` (the phantom subjects) and :func:`initial_alignment` (the
+Dice of the unregistered test subjects against the template).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import Config
+from .datasets import Subject
+from .files import atomic_save_npz, atomic_write_json
+from .metrics import DiceTable, dice_per_label
+from .phantom import PHANTOM_VERSION, generate_subject
+
+CACHE_ENV = "SLICREG_CACHE"
+
+
+def cache_root() -> Path:
+    """Folder that holds every preset's cache (see the module docstring)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").exists():
+        return checkout / "data" / "cache"
+    return Path.home() / ".cache" / "slicreg_lite"
+
+
+def stage_dir(cfg: Config, stage: str, sections: tuple[str, ...], version: int) -> Path:
+    """The cache folder of one stage for one configuration.
+
+    Parameters
+    ----------
+    cfg : Config
+    stage : str
+        Name of the stage, e.g. ``"cohort"``.
+    sections : tuple of str
+        The config sections the stage's result depends on.
+    version : int
+        The stage's own version: bump it when its code changes its results.
+    """
+    key = cfg.section_key(*sections)
+    folder = cache_root() / cfg.name / f"{stage}-v{version}-{__version__}-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / "config.json"
+    if not manifest.exists():
+        everything = cfg.to_dict()
+        atomic_write_json(manifest, {"stage": stage, "preset": cfg.name, "version": version,
+                                     "package_version": __version__,
+                                     **{s: everything[s] for s in sections}})
+    return folder
+
+
+# ------------------------------------------------------------------------------ cohort
+def _save_subject(path: Path, subject: Subject) -> None:
+    # Whole Hounsfield units fit int16 exactly, which halves the size on disk.
+    atomic_save_npz(path, image=subject.image.astype(np.int16), labels=subject.labels,
+                    body_mask=subject.body_mask, affine=subject.affine,
+                    subject_id=np.array(subject.subject_id))
+
+
+def _load_subject(path: Path) -> Subject:
+    with np.load(path) as data:
+        return Subject(int(data["subject_id"]), data["image"].astype(np.float32),
+                       data["labels"], data["affine"], body_mask=data["body_mask"])
+
+
+def cohort(cfg: Config, ids=None, *, progress: bool = True) -> dict[int, Subject]:
+    """The phantom subjects of a preset, generated once and then read from the cache.
+
+    Parameters
+    ----------
+    cfg : Config
+    ids : iterable of int, optional
+        Subject ids; default: every id of ``cfg.split``.
+    progress : bool
+        Show a progress bar while subjects are generated.
+
+    Returns
+    -------
+    dict of int -> Subject
+    """
+    from tqdm.auto import tqdm
+
+    ids = cfg.split.all_ids if ids is None else tuple(int(i) for i in ids)
+    folder = stage_dir(cfg, "cohort", ("phantom",), PHANTOM_VERSION)
+    subjects = {}
+    missing = []
+    for i in ids:
+        path = folder / f"subject{i:04d}.npz"
+        if path.exists():
+            try:
+                subjects[i] = _load_subject(path)
+                continue
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                warnings.warn(f"cached subject {path} is unreadable ({error}); regenerating it",
+                              stacklevel=2)
+        missing.append(i)
+    for i in tqdm(missing, desc=f"phantom cohort ({cfg.name})", disable=not progress):
+        subjects[i] = generate_subject(i, cfg.phantom)
+        _save_subject(folder / f"subject{i:04d}.npz", subjects[i])
+    return {i: subjects[i] for i in ids}
+
+
+# ------------------------------------------------------------------- initial alignment
+def initial_alignment(cfg: Config, subjects: dict[int, Subject] | None = None) -> DiceTable:
+    """Dice of every evaluation subject against the template, with no registration at all.
+
+    This is the first row of the paper's table ("initial, not registered"): how much the
+    organs overlap just because the scans share a field of view.
+
+    Parameters
+    ----------
+    cfg : Config
+    subjects : dict of int -> Subject, optional
+        Default: :func:`cohort` of ``cfg``.
+
+    Returns
+    -------
+    DiceTable
+        One row per evaluation subject under the method name ``"initial, not registered"``.
+    """
+    split = cfg.split
+    if subjects is None:
+        subjects = cohort(cfg, (*split.evaluation_ids, split.template_id))
+    template = subjects[split.template_id]
+    table = DiceTable()
+    for i in split.evaluation_ids:
+        moving = subjects[i]
+        if moving.shape != template.shape:
+            raise ValueError(f"subject {i} has shape {moving.shape} but the template has "
+                             f"{template.shape}; pre-process both to one grid first")
+        table.add("initial, not registered", i, dice_per_label(moving.labels, template.labels))
+    return table

@@ -1,0 +1,70 @@
+import dataclasses
+
+import pytest
+
+from slicreg_lite.config import (
+    LABEL_NAMES,
+    LARGE_ORGANS,
+    PAPER_TEST_IDS,
+    PAPER_TRAIN_IDS,
+    PRESET_NAMES,
+    get_config,
+)
+
+
+def test_btcv_label_order():
+    assert len(LABEL_NAMES) == 13
+    assert LABEL_NAMES[0] == "spleen" and LABEL_NAMES[5] == "liver"
+    assert [LABEL_NAMES[i - 1] for i in LARGE_ORGANS] == [
+        "spleen", "right kidney", "left kidney", "liver"]
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_presets_are_consistent(name):
+    cfg = get_config(name)
+    assert cfg.name == name
+    assert cfg.split.template_id in cfg.split.test_ids
+    assert not set(cfg.split.train_ids) & set(cfg.split.test_ids)
+    assert cfg.split.template_id not in cfg.split.evaluation_ids
+    assert len(cfg.phantom.shape) == 3
+
+
+def test_paper_split_and_sizes():
+    cfg = get_config("paper")
+    assert cfg.phantom.shape == (192, 160, 256) and cfg.phantom.spacing_mm == 2.0
+    assert len(PAPER_TRAIN_IDS) == 20 and len(PAPER_TEST_IDS) == 10
+    assert len(cfg.split.all_ids) == 30 and len(cfg.split.evaluation_ids) == 9
+    assert cfg.adam.learning_rate == 0.05 and cfg.adam.alpha == 0.015
+    assert cfg.supervoxels.n_layers == 16 and cfg.supervoxels.n_supervoxels == 128
+
+
+def test_lite_is_the_default_and_the_environment_chooses(monkeypatch):
+    monkeypatch.delenv("SLICREG_PRESET", raising=False)
+    assert get_config().name == "lite"
+    monkeypatch.setenv("SLICREG_PRESET", "smoke")
+    assert get_config().name == "smoke"
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'.*smoke.*lite.*paper"):
+        get_config("huge")
+
+
+def test_updates_and_frozen():
+    cfg = get_config("lite", adam={"alpha": 0.1})
+    assert cfg.adam.alpha == 0.1 and get_config("lite").adam.alpha == 0.015
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.adam.alpha = 1.0
+    with pytest.raises(ValueError, match="unknown field.*'alfa'"):
+        get_config("lite", adam={"alfa": 0.1})
+    with pytest.raises(ValueError, match="unknown config section 'adma'"):
+        get_config("lite", adma={"alpha": 0.1})
+
+
+def test_section_key_changes_only_with_its_sections():
+    cfg = get_config("lite")
+    other = cfg.with_updates(adam={"k": 5})
+    assert cfg.section_key("phantom") == other.section_key("phantom")
+    assert cfg.section_key("adam") != other.section_key("adam")
+    with pytest.raises(ValueError, match="unknown config section"):
+        cfg.section_key("nonsense")

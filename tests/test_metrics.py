@@ -1,0 +1,331 @@
+"""Tests of slicreg_lite.metrics: Dice, Dice tables and Jacobian statistics."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from slicreg_lite.config import LABEL_NAMES, LARGE_ORGANS, NUM_LABELS
+from slicreg_lite.metrics import (
+    PAPER_COLUMNS,
+    DiceTable,
+    average_dice,
+    dice,
+    dice_per_label,
+    jacobian_determinant,
+    jacobian_stats,
+)
+from slicreg_lite.spatial import identity_grid
+
+
+def two_cubes():
+    """Two 4x4x4 cubes in an 8x4x4 volume that overlap in a 2x4x4 slab: Dice 0.5."""
+    a = np.zeros((8, 4, 4), dtype=bool)
+    b = np.zeros((8, 4, 4), dtype=bool)
+    a[0:4] = True
+    b[2:6] = True
+    return a, b
+
+
+# ------------------------------------------------------------------------------- dice
+def test_dice_known_values():
+    a, b = two_cubes()
+    assert dice(a, a) == 1.0
+    assert dice(a, b) == 0.5  # 2 * 32 / (64 + 64)
+    assert dice(a, ~a) == 0.0
+    assert dice(np.array([1, 0, 1]), np.array([1, 0, 0])) == pytest.approx(2 / 3)
+
+
+def test_dice_of_two_empty_masks_is_nan():
+    empty = np.zeros((3, 3, 3), dtype=bool)
+    assert math.isnan(dice(empty, empty))
+    assert dice(empty, ~empty) == 0.0
+
+
+def test_dice_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"a \(2, 3\) and b \(3, 2\)"):
+        dice(np.zeros((2, 3), bool), np.zeros((3, 2), bool))
+    with pytest.raises(ValueError, match="b must be a boolean mask"):
+        dice(np.zeros(4, bool), np.array([0, 1, 2, 3]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(bool, (3, 4, 5)), arrays(bool, (3, 4, 5)))
+def test_dice_is_symmetric_and_bounded(a, b):
+    value = dice(a, b)
+    if not a.any() and not b.any():
+        assert math.isnan(value)
+    else:
+        assert 0.0 <= value <= 1.0
+        assert value == dice(b, a)
+        assert (value == 1.0) == np.array_equal(a, b)
+
+
+# ----------------------------------------------------------------------- dice_per_label
+def test_dice_per_label_identical_maps():
+    labels = np.zeros((6, 5, 4), dtype=np.uint8)
+    labels[:2] = 1
+    labels[3:, :2] = 6
+    labels[5, 4, 3] = 13
+    scores = dice_per_label(labels, labels)
+    assert scores.shape == (NUM_LABELS,) and scores.dtype == np.float64
+    present = [1, 6, 13]
+    for label in range(1, NUM_LABELS + 1):
+        if label in present:
+            assert scores[label - 1] == 1.0
+        else:
+            assert math.isnan(scores[label - 1])
+
+
+def test_dice_per_label_half_overlap_disjoint_and_one_sided():
+    a, b = two_cubes()
+    prediction = np.zeros(a.shape, dtype=np.uint8)
+    target = np.zeros(a.shape, dtype=np.uint8)
+    prediction[a] = 6
+    target[b] = 6  # the liver overlaps half: Dice 0.5
+    prediction[7, 0, 0] = 1  # the spleen in both, at different places: 0
+    target[7, 3, 3] = 1
+    prediction[7, 1, 1] = 4  # the gallbladder in the prediction only: 0
+    target[7, 2, 2] = 7  # the stomach in the target only: 0
+    scores = dice_per_label(prediction, target)
+    assert scores[6 - 1] == 0.5
+    assert scores[1 - 1] == 0.0
+    assert scores[4 - 1] == 0.0
+    assert scores[7 - 1] == 0.0
+    assert np.isnan(scores[[2 - 1, 3 - 1, 5 - 1, 8 - 1]]).all()  # absent in both
+
+
+def test_dice_per_label_subset_of_labels_and_float_maps():
+    a, b = two_cubes()
+    scores = dice_per_label(a.astype(np.float32) * 6, b.astype(np.float64) * 6, labels=(6, 1))
+    assert scores.shape == (2,)
+    assert scores[0] == 0.5 and math.isnan(scores[1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.uint8, (4, 3, 5), elements=st.integers(0, NUM_LABELS)),
+       arrays(np.uint8, (4, 3, 5), elements=st.integers(0, NUM_LABELS)))
+def test_dice_per_label_matches_dice_of_masks(prediction, target):
+    scores = dice_per_label(prediction, target)
+    for label in range(1, NUM_LABELS + 1):
+        expected = dice(prediction == label, target == label)
+        np.testing.assert_equal(scores[label - 1], expected)
+    same = dice_per_label(prediction, prediction)
+    assert np.all((same == 1.0) | np.isnan(same))
+
+
+def test_dice_per_label_rejects_bad_input():
+    labels = np.zeros((4, 4, 4), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"prediction \(4, 4, 4\) and target \(4, 4, 3\)"):
+        dice_per_label(labels, labels[..., :3])
+    too_high = labels.copy()
+    too_high[0, 0, 0] = 20
+    with pytest.raises(ValueError, match=r"target must have values in 0\.\.13; got .*20"):
+        dice_per_label(labels, too_high)
+    with pytest.raises(ValueError, match="prediction must be a 3D array"):
+        dice_per_label(labels[0], labels[0])
+    with pytest.raises(ValueError, match=r"labels must be label numbers in 1\.\.13; got \[14\]"):
+        dice_per_label(labels, labels, labels=[14])
+
+
+def test_dice_per_label_is_fast():
+    rng = np.random.default_rng(0)
+    shape = (96, 80, 112)  # the lite preset's volumes
+    prediction = rng.integers(0, NUM_LABELS + 1, shape, dtype=np.uint8)
+    target = rng.integers(0, NUM_LABELS + 1, shape, dtype=np.uint8)
+    timings = []
+    for _ in range(3):  # the best of three ignores a busy moment of the machine
+        start = time.perf_counter()
+        dice_per_label(prediction, target)
+        timings.append(time.perf_counter() - start)
+    assert min(timings) < 0.05
+
+
+# ------------------------------------------------------------------------- average_dice
+def test_average_dice_ignores_nan():
+    scores = np.full(NUM_LABELS, np.nan)
+    scores[[0, 1, 5]] = [0.2, 0.4, 0.9]  # spleen, right kidney, liver; left kidney absent
+    assert average_dice(scores, LARGE_ORGANS) == pytest.approx(0.5)
+    assert average_dice(scores) == pytest.approx(0.5)
+    assert average_dice(scores, [1]) == pytest.approx(0.2)
+
+
+def test_average_dice_all_nan_is_nan_without_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(average_dice(np.full(NUM_LABELS, np.nan), LARGE_ORGANS))
+
+
+def test_average_dice_per_subject_rows():
+    scores = np.stack([np.full(NUM_LABELS, 0.1), np.full(NUM_LABELS, np.nan)])
+    result = average_dice(scores, LARGE_ORGANS)
+    assert result.shape == (2,)
+    assert result[0] == pytest.approx(0.1) and math.isnan(result[1])
+
+
+def test_average_dice_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"scores must have shape \(13,\).*got \(4,\)"):
+        average_dice(np.zeros(4))
+    with pytest.raises(ValueError, match=r"labels must be label numbers in 1\.\.13; got \[0\]"):
+        average_dice(np.zeros(NUM_LABELS), [0, 1])
+
+
+# ---------------------------------------------------------------------------- DiceTable
+def row(**organs) -> np.ndarray:
+    """13 NaN scores with some organs set by their index: row(l1=0.1, l6=0.4)."""
+    scores = np.full(NUM_LABELS, np.nan)
+    for key, value in organs.items():
+        scores[int(key[1:]) - 1] = value
+    return scores
+
+
+@pytest.fixture
+def table() -> DiceTable:
+    table = DiceTable(ddof=0, average_mode="per_subject")
+    table.add("initial", 1, row(l1=0.1, l2=0.2, l3=0.3, l6=0.4))
+    table.add("initial", 4, row(l1=0.3, l2=0.4, l3=0.5, l6=0.6))
+    table.add("Slic-Reg", 1, row(l1=0.5, l2=0.5, l3=0.5, l6=0.5, l7=0.9))
+    return table
+
+
+def test_table_summary_hand_computed(table):
+    summary = table.summary("initial")
+    assert list(summary) == list(PAPER_COLUMNS)
+    assert summary["spleen"] == pytest.approx((20.0, 10.0))  # 10 and 30 %
+    assert summary["liver"] == pytest.approx((50.0, 10.0))  # 40 and 60 %
+    # per subject first: avg(4) = 25 % and 45 %, then mean +- population std.
+    assert summary["avg(4)"] == pytest.approx((35.0, 10.0))
+    assert summary["avg(13)"] == pytest.approx((35.0, 10.0))  # NaN labels left out
+    assert table.summary("Slic-Reg")["avg(13)"] == pytest.approx((58.0, 0.0))
+    assert table.column("initial", "right kidney") == table.column("initial", "r.kidney")
+    assert set(table.summary("initial", LABEL_NAMES)) == set(LABEL_NAMES)
+
+
+def test_table_pooled_sample_std_like_the_paper():
+    table = DiceTable()  # the defaults are the paper's convention
+    table.add("initial", 1, row(l1=0.1, l2=0.2, l3=0.3, l6=0.4))
+    table.add("initial", 4, row(l1=0.3, l2=0.4, l3=0.5, l6=0.6))
+    mean, std = table.column("initial", "avg(4)")
+    # the 8 values 10, 20, 30, 40, 30, 40, 50, 60: squared deviations from 35 sum to 1800.
+    assert mean == pytest.approx(35.0)
+    assert std == pytest.approx(math.sqrt(1800 / 7))
+    assert table.column("initial", "spleen") == pytest.approx((20.0, math.sqrt(200)))
+
+
+def test_table_ignores_nan_per_column():
+    table = DiceTable(ddof=0)
+    table.add("m", 1, row(l1=0.2, l6=0.5))
+    table.add("m", 2, row(l6=0.7))  # no spleen in subject 2
+    assert table.column("m", "spleen") == pytest.approx((20.0, 0.0))
+    assert table.column("m", "liver") == pytest.approx((60.0, 10.0))
+    mean, std = table.column("m", "l.kidney")
+    assert math.isnan(mean) and math.isnan(std)
+
+
+def test_table_markdown(table):
+    lines = table.to_markdown().splitlines()
+    assert lines[0] == "| method | spleen | r.kidney | l.kidney | liver | avg(4) | avg(13) |"
+    assert lines[1] == "|---|---|---|---|---|---|---|"
+    assert lines[2] == ("| initial | 20.0+-10.0 | 30.0+-10.0 | 40.0+-10.0 | 50.0+-10.0 "
+                        "| 35.0+-10.0 | 35.0+-10.0 |")
+    assert lines[3].startswith("| Slic-Reg | 50.0+-0.0 |")
+    short = table.to_markdown(columns=("stomach",), methods=("Slic-Reg", "initial"))
+    assert short.splitlines()[2:] == ["| Slic-Reg | 90.0+-0.0 |", "| initial | n/a |"]
+    with pytest.raises(ValueError, match="unknown column 'kidney'"):
+        table.to_markdown(columns=("kidney",))
+
+
+def test_table_per_label_markdown(table):
+    lines = table.per_label_markdown("initial").splitlines()
+    assert len(lines) == 2 + NUM_LABELS
+    assert lines[2] == "| 1 | spleen | 20.0+-10.0 |"
+    assert lines[2 + 4] == "| 5 | esophagus | n/a |"
+    assert lines[-1] == "| 13 | left adrenal gland | n/a |"
+
+
+def test_table_to_dict_is_json_and_round_trips(table):
+    data = json.loads(json.dumps(table.to_dict(), allow_nan=False))
+    assert data["methods"]["initial"]["summary"]["avg(4)"] == pytest.approx([35.0, 10.0])
+    assert data["methods"]["initial"]["scores"]["1"][4] is None
+    again = DiceTable.from_dict(data)
+    assert again.methods == ("initial", "Slic-Reg")
+    assert again.subject_ids("initial") == (1, 4)
+    np.testing.assert_array_equal(again.scores("initial"), table.scores("initial"))
+
+
+def test_table_rejects_bad_input(table):
+    with pytest.raises(ValueError, match="subject_id 1 was already added"):
+        table.add("initial", 1, row(l1=0.5))
+    with pytest.raises(ValueError, match=r"scores must have shape \(13,\).*got \(4,\)"):
+        table.add("initial", 7, np.zeros(4))
+    with pytest.raises(ValueError, match=r"fractions in 0\.\.1.*got values in 55\.\.55"):
+        table.add("initial", 7, np.full(NUM_LABELS, 55.0))
+    with pytest.raises(ValueError, match="unknown method 'deeds'"):
+        table.summary("deeds")
+    with pytest.raises(ValueError, match="average_mode must be"):
+        DiceTable(average_mode="mean")
+
+
+# ----------------------------------------------------------------------------- Jacobian
+def test_jacobian_of_zero_field_is_one():
+    determinant = jacobian_determinant(np.zeros((3, 5, 4, 6), dtype=np.float32))
+    assert determinant.shape == (5, 4, 6)
+    np.testing.assert_allclose(determinant, 1.0)
+    assert jacobian_stats(np.zeros((3, 5, 4, 6))) == {"std_log_jacobian": 0.0,
+                                                      "percent_folding": 0.0}
+
+
+def test_jacobian_of_uniform_scaling_is_s_cubed():
+    s = 1.2
+    u = (s - 1.0) * identity_grid((6, 5, 7), dtype=np.float64)  # x -> s x
+    np.testing.assert_allclose(jacobian_determinant(u), s**3)
+    assert jacobian_stats(u)["std_log_jacobian"] == pytest.approx(0.0, abs=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(arrays(np.float64, (3, 4), elements=st.floats(-0.3, 0.3)))
+def test_jacobian_of_affine_field_is_its_determinant(perturbation):
+    matrix = np.eye(3, 4) + perturbation  # x -> A x + t
+    grid = identity_grid((4, 5, 6), dtype=np.float64)
+    u = np.einsum("ij,j...->i...", matrix[:, :3], grid) + matrix[:, 3, None, None, None] - grid
+    np.testing.assert_allclose(jacobian_determinant(u), np.linalg.det(matrix[:, :3]),
+                               atol=1e-9)
+
+
+def test_jacobian_detects_folding():
+    d = np.arange(16, dtype=np.float64)
+    u = np.zeros((3, 16, 4, 4))
+    # A wave along d whose slope reaches -2.8: J = 1 + du/dd < 0 where it falls steeply.
+    u[0] = 4.0 * np.sin(2 * np.pi * d / 8)[:, None, None]
+    determinant = jacobian_determinant(u)
+    assert (determinant <= 0).any() and (determinant > 0).any()
+    stats = jacobian_stats(u)
+    assert 0.0 < stats["percent_folding"] < 100.0
+    assert stats["percent_folding"] == pytest.approx(100 * np.mean(determinant <= 0))
+    assert stats["std_log_jacobian"] > 1.0  # folded voxels count as log(1e-9)
+    # the mask restricts the statistics to some voxels (here: unfolded ones only).
+    assert jacobian_stats(u, mask=determinant > 0)["percent_folding"] == 0.0
+
+
+def test_jacobian_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"displacement must have shape \(3, D, H, W\).*"
+                                         r"got \(2, 4, 4, 4\)"):
+        jacobian_determinant(np.zeros((2, 4, 4, 4)))
+    field = np.zeros((3, 4, 4, 4))
+    field[1, 2, 2, 2] = np.nan
+    with pytest.raises(ValueError, match="displacement contains 1 NaN or Inf"):
+        jacobian_stats(field)
+    with pytest.raises(ValueError, match="displacement must be floating point"):
+        jacobian_determinant(np.zeros((3, 4, 4, 4), dtype=int))
+    with pytest.raises(ValueError, match=r"mask must have the field's spatial shape"):
+        jacobian_stats(np.zeros((3, 4, 4, 4)), mask=np.ones((4, 4, 3), bool))
+    with pytest.raises(ValueError, match="mask selects no voxel"):
+        jacobian_stats(np.zeros((3, 4, 4, 4)), mask=np.zeros((4, 4, 4), bool))

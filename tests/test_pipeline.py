@@ -1,0 +1,95 @@
+"""Stages and their cache: computed once, reused, recomputed when parameters change."""
+
+import numpy as np
+import pytest
+
+from slicreg_lite import pipeline
+from slicreg_lite.__main__ import main
+from slicreg_lite.config import get_config
+
+SMOKE = get_config("smoke")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLICREG_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_cohort_is_cached_and_reused(cache):
+    first = pipeline.cohort(SMOKE, ids=(1, 38), progress=False)
+    files = sorted(cache.rglob("subject*.npz"))
+    assert [f.name for f in files] == ["subject0001.npz", "subject0038.npz"]
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    again = pipeline.cohort(SMOKE, ids=(1, 38), progress=False)
+    assert [f.stat().st_mtime_ns for f in files] == mtimes  # read, not rewritten
+    for i in (1, 38):
+        assert np.array_equal(first[i].image, again[i].image)
+        assert np.array_equal(first[i].labels, again[i].labels)
+        assert np.array_equal(first[i].body_mask, again[i].body_mask)
+        np.testing.assert_array_equal(first[i].affine, again[i].affine)
+
+
+def test_changed_parameters_get_their_own_cache(cache):
+    pipeline.cohort(SMOKE, ids=(1,), progress=False)
+    other = SMOKE.with_updates(phantom={"seed": 99})
+    pipeline.cohort(other, ids=(1,), progress=False)
+    folders = sorted(p.name for p in (cache / "smoke").iterdir())
+    assert len(folders) == 2 and all(f.startswith("cohort-v") for f in folders)
+    # each folder records what it was computed from
+    assert all((cache / "smoke" / f / "config.json").exists() for f in folders)
+
+
+def test_corrupt_cache_file_is_regenerated(cache):
+    pipeline.cohort(SMOKE, ids=(4,), progress=False)
+    path = next(cache.rglob("subject0004.npz"))
+    path.write_bytes(b"not a zip file")
+    with pytest.warns(UserWarning, match="unreadable"):
+        subject = pipeline.cohort(SMOKE, ids=(4,), progress=False)[4]
+    assert subject.image.shape == SMOKE.phantom.shape
+    assert pipeline.cohort(SMOKE, ids=(4,), progress=False)[4].labels.max() > 0
+
+
+def test_interrupted_write_leaves_no_file(cache, monkeypatch):
+    def interrupted(path, **arrays):
+        with open(path, "wb") as handle:
+            handle.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez_compressed", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.cohort(SMOKE, ids=(7,), progress=False)
+    assert not list(cache.rglob("*subject0007*"))
+
+
+def test_initial_alignment_table(cache):
+    table = pipeline.initial_alignment(SMOKE)
+    assert table.subject_ids("initial, not registered") == SMOKE.split.evaluation_ids
+    mean, std = table.column("initial, not registered", "avg(4)")
+    assert 0 < mean < 60 and std >= 0
+
+
+def test_cli_run_prints_the_table(cache, tmp_path, capsys):
+    assert main(["run", "--preset", "smoke", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| initial, not registered |" in printed and "avg(4)" in printed
+    assert "left adrenal gland" in printed
+    assert (tmp_path / "out" / "smoke" / "table.md").exists()
+
+
+def test_cli_rejects_unknown_preset(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--preset", "huge"])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_cli_unwritable_output(cache, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["run", "--preset", "smoke", "--out", str(blocker), "--quiet"]) == 2
+    assert "cannot write results" in capsys.readouterr().err
+
+
+def test_cli_export(cache, tmp_path):
+    assert main(["export", str(tmp_path / "nifti"), "--preset", "smoke", "--quiet"]) == 0
+    assert len(list((tmp_path / "nifti" / "img").glob("img*.nii.gz"))) == len(SMOKE.split.all_ids)
