@@ -10,8 +10,9 @@ a later run simply continues.
 The cache root is ``$SLICREG_CACHE`` if set, else ``data/cache`` in a source checkout,
 else ``~/.cache/slicreg_lite``.
 
-Stages so far: :func:`cohort` (the phantom subjects) and :func:`initial_alignment` (the
-Dice of the unregistered test subjects against the template).
+Stages so far: :func:`cohort` (the phantom subjects), :func:`initial_alignment` (the
+Dice of the unregistered test subjects against the template) and
+:func:`template_supervoxels` (the SLIC layers of step 1).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,11 @@ from .datasets import Subject
 from .files import atomic_save_npz, atomic_write_json
 from .metrics import DiceTable, dice_per_label
 from .phantom import PHANTOM_VERSION, generate_subject
+from .spatial import resize
+from .supervoxels import body_mask, slic_layers
+
+#: Bump when the supervoxel code changes its results.
+SUPERVOXELS_VERSION = 1
 
 CACHE_ENV = "SLICREG_CACHE"
 
@@ -149,3 +156,50 @@ def initial_alignment(cfg: Config, subjects: dict[int, Subject] | None = None) -
                              f"{template.shape}; pre-process both to one grid first")
         table.add("initial, not registered", i, dice_per_label(moving.labels, template.labels))
     return table
+
+
+# ------------------------------------------------------------------ template supervoxels
+@dataclass
+class TemplateSupervoxels:
+    """The template on the supervoxel grid and its layers of supervoxels.
+
+    Attributes
+    ----------
+    layers : numpy.ndarray of uint8, shape (L, D, H, W)
+        ``cfg.supervoxels.n_layers`` layers with labels 0..127 (0 = background).
+    image : numpy.ndarray of float32, shape (D, H, W)
+        The template in HU, resampled to ``cfg.supervoxels.shape``.
+    mask : numpy.ndarray of bool, shape (D, H, W)
+        The label-free body mask the supervoxels fill.
+    """
+
+    layers: np.ndarray
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def template_supervoxels(cfg: Config, *, progress: bool = True) -> TemplateSupervoxels:
+    """Step 1: SLIC layers on the template, computed once and then read from the cache.
+
+    The template is resampled to ``cfg.supervoxels.shape`` (half the image resolution in
+    the paper), masked with :func:`~slicreg_lite.supervoxels.body_mask` (no labels used)
+    and cut into layers by :func:`~slicreg_lite.supervoxels.slic_layers`.
+    """
+    folder = stage_dir(cfg, "supervoxels", ("phantom", "split", "supervoxels"),
+                       SUPERVOXELS_VERSION)
+    path = folder / "template_supervoxels.npz"
+    if path.exists():
+        try:
+            with np.load(path) as data:
+                return TemplateSupervoxels(data["layers"], data["image"], data["mask"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            warnings.warn(f"cached supervoxels {path} are unreadable ({error}); "
+                          "recomputing them", stacklevel=2)
+    template = cohort(cfg, (cfg.split.template_id,), progress=progress)[cfg.split.template_id]
+    image = template.image
+    if image.shape != tuple(cfg.supervoxels.shape):
+        image = resize(image, cfg.supervoxels.shape)
+    mask = body_mask(image)
+    layers = slic_layers(image, mask, cfg.supervoxels, progress=progress)
+    atomic_save_npz(path, layers=layers, image=image, mask=mask)
+    return TemplateSupervoxels(layers, image, mask)

@@ -288,9 +288,15 @@ def affine_to_displacement(matrix: Array, shape) -> np.ndarray:
     numpy.ndarray, shape (3, D, H, W), float32
     """
     A = _check_affine(matrix)
-    grid = identity_grid(shape, dtype=np.float64)
-    moved = np.einsum("ij,j...->i...", A[:, :3], grid) + A[:, 3].reshape(3, 1, 1, 1)
-    return (moved - grid).astype(np.float32)
+    shape = _check_shape(shape)
+    # (A - I) x + t, built from the three axes by broadcasting (no full coordinate grid)
+    d, h, w = (np.arange(n, dtype=np.float64) for n in shape)
+    linear = A[:, :3] - np.eye(3)
+    field = np.empty((3, *shape), dtype=np.float32)
+    for i in range(3):
+        field[i] = (linear[i, 0] * d[:, None, None] + linear[i, 1] * h[None, :, None]
+                    + (linear[i, 2] * w + A[i, 3])[None, None, :])
+    return field
 
 
 def _check_affine(matrix: Array) -> np.ndarray:

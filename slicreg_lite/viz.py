@@ -227,6 +227,91 @@ def show_slice(image, labels=None, *, axis: int = 2, index: int | None = None, a
     return ax
 
 
+def show_supervoxels(image, segments, *, axis: int = 2, index: int | None = None, ax=None,
+                     window: tuple[float, float] | None = SOFT_TISSUE_WINDOW,
+                     alpha: float = 0.35, title: str | None = None, seed: int = 0,
+                     outlines: bool = True):
+    """A CT slice with a segmentation: every segment in a random colour, white outlines.
+
+    Works for supervoxel layers (labels 0..127) and for any integer segmentation, e.g.
+    the intersection cells of several layers.
+
+    Parameters
+    ----------
+    image : array_like, shape (D, H, W)
+        CT in HU (RAS+).
+    segments : array_like of int, shape (D, H, W)
+        0 = background (transparent), positive = segments.
+    axis, index, ax, window, alpha, title
+        As in :func:`show_slice`.
+    seed : int
+        Chooses the random colours (the same seed gives the same colours).
+    outlines : bool
+        Draw the segments' boundaries in white (turn off for many tiny segments).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from skimage.segmentation import find_boundaries
+
+    image = check_volume(image, "image", finite=False)
+    segments = check_volume(segments, "segments")
+    if segments.shape != image.shape:
+        raise ValueError(f"segments must have the image's shape {image.shape}; "
+                         f"got {segments.shape}")
+    axis = _check_axis(axis)
+    index = _check_index(index, image.shape[axis])
+    window = _check_window(window)
+    ax = _new_axes(ax)
+    low, high = window if window is not None else (None, None)
+    ax.imshow(view_slice(image, axis, index), cmap="gray", vmin=low, vmax=high,
+              origin="upper", interpolation="nearest")
+    plane = view_slice(segments, axis, index).astype(np.int64)
+    colours = np.random.default_rng(seed).uniform(0.15, 1.0, (int(plane.max()) + 1, 4))
+    colours[:, 3] = alpha
+    colours[0] = 0.0  # background stays transparent
+    rgba = colours[plane]
+    if outlines:
+        rgba[find_boundaries(plane, mode="inner") & (plane > 0)] = (1.0, 1.0, 1.0, 0.9)
+    ax.imshow(rgba, origin="upper", interpolation="nearest")
+    ax.set_title(f"{VIEW_NAMES[axis]} {index}" if title is None else title)
+    ax.set_axis_off()
+    return ax
+
+
+def show_keypoints(image, points, *, axis: int = 2, index: int | None = None,
+                   thickness: float = 1.5, ax=None,
+                   window: tuple[float, float] | None = SOFT_TISSUE_WINDOW,
+                   title: str | None = None, **scatter):
+    """A CT slice with the keypoints that lie within ``thickness`` voxels of it.
+
+    Parameters
+    ----------
+    image : array_like, shape (D, H, W)
+    points : array_like, shape (N, 3)
+        Voxel coordinates (d, h, w), e.g. supervoxel centres.
+    thickness : float
+        Half-thickness of the slab around the slice whose points are drawn.
+    **scatter
+        Passed to :meth:`matplotlib.axes.Axes.scatter` (``s``, ``c``, ...).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    image = check_volume(image, "image", finite=False)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    axis = _check_axis(axis)
+    index = _check_index(index, image.shape[axis])
+    ax = show_slice(image, axis=axis, index=index, ax=ax, window=window, title=title)
+    near = np.abs(points[:, axis] - index) <= thickness
+    rows, columns = _display_position(image.shape, axis, points[near].T)
+    ax.scatter(columns, rows, **{"s": 12, "c": "tab:orange", "edgecolors": "k",
+                                 "linewidths": 0.4, **scatter})
+    return ax
+
+
 def show_orthogonal(image, labels=None, *, point: Sequence[int] | None = None,
                     window: tuple[float, float] | None = SOFT_TISSUE_WINDOW,
                     alpha: float = 0.45, crosshair: bool = True, figsize=(12.0, 4.0)):

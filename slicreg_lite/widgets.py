@@ -99,3 +99,84 @@ class SliceViewer:
         with self.output:
             self.output.clear_output(wait=True)
             display(self.figure)
+
+
+class SupervoxelExplorer:
+    """Recompute one SLIC layer with other parameters and look at it slice by slice.
+
+    Sliders: ``n_segments`` and ``compactness`` (SLIC's two main knobs), ``layer`` (which
+    random affine initialises SLIC) and ``slice``. A layer is computed once per parameter
+    combination and kept, so moving the slice slider is instant.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, shape (D, H, W)
+        The template in HU on the supervoxel grid.
+    mask : numpy.ndarray of bool, shape (D, H, W)
+        Where the supervoxels go.
+    cfg : SupervoxelConfig
+        Starting parameters (``get_config(preset).supervoxels``).
+    axis : int
+        The view: 2 axial, 1 coronal, 0 sagittal.
+    """
+
+    def __init__(self, image, mask, cfg, *, axis: int = 1):
+        import ipywidgets as w
+        import matplotlib.pyplot as plt
+
+        if axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1 or 2; got {axis!r}")
+        self.image, self.mask, self.cfg, self.axis = image, mask, cfg, axis
+        self.n_segments = w.IntSlider(value=cfg.n_segments, min=32, max=512, step=16,
+                                      description="n_segments", continuous_update=False)
+        self.compactness = w.FloatLogSlider(value=cfg.compactness, base=10, min=-1, max=1.5,
+                                            step=0.1, description="compactness",
+                                            continuous_update=False)
+        self.layer = w.IntSlider(value=0, min=0, max=max(cfg.n_layers - 1, 0),
+                                 description="layer", continuous_update=False)
+        n = image.shape[axis]
+        self.slice = w.IntSlider(value=n // 2, min=0, max=n - 1, description="slice",
+                                 continuous_update=False)
+        self.info = w.HTML()
+        self.output = w.Output()
+        self._layers = {}  # (n_segments, compactness, layer) -> computed layer
+        with plt.ioff():
+            self.figure, self.ax = plt.subplots(figsize=(5, 5))
+        for control in (self.n_segments, self.compactness, self.layer, self.slice):
+            control.observe(self.update, names="value")
+        self.widget = w.VBox([w.HBox([self.n_segments, self.compactness]),
+                              w.HBox([self.layer, self.slice]), self.info, self.output])
+        self.update()
+
+    def current_layer(self):
+        """The layer for the current slider values (computed on first use)."""
+        import dataclasses
+        import time
+
+        from .supervoxels import slic_layer
+
+        key = (self.n_segments.value, round(self.compactness.value, 4), self.layer.value)
+        if key not in self._layers:
+            cfg = dataclasses.replace(self.cfg, n_segments=key[0], compactness=key[1])
+            start = time.perf_counter()
+            self._layers[key] = slic_layer(self.image, self.mask, cfg, key[2])
+            self.info.value = (f"layer computed in {time.perf_counter() - start:.1f} s: "
+                               f"{len(np.unique(self._layers[key])) - 1} supervoxels + "
+                               "background")
+        return self._layers[key]
+
+    def update(self, change=None) -> None:
+        """Redraw (and recompute the layer if a SLIC parameter changed)."""
+        from IPython.display import display
+
+        from .viz import show_supervoxels
+
+        layer = self.current_layer()
+        self.ax.clear()
+        show_supervoxels(self.image, layer, axis=self.axis, index=self.slice.value, ax=self.ax,
+                         seed=self.layer.value,
+                         title=f"n_segments {self.n_segments.value}, compactness "
+                               f"{self.compactness.value:.2g}, layer {self.layer.value}")
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(self.figure)

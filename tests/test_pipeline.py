@@ -93,3 +93,20 @@ def test_cli_unwritable_output(cache, tmp_path, capsys):
 def test_cli_export(cache, tmp_path):
     assert main(["export", str(tmp_path / "nifti"), "--preset", "smoke", "--quiet"]) == 0
     assert len(list((tmp_path / "nifti" / "img").glob("img*.nii.gz"))) == len(SMOKE.split.all_ids)
+
+
+def test_template_supervoxels_are_cached(cache):
+    first = pipeline.template_supervoxels(SMOKE, progress=False)
+    assert first.layers.shape == (SMOKE.supervoxels.n_layers, *SMOKE.supervoxels.shape)
+    assert first.image.shape == first.mask.shape == SMOKE.supervoxels.shape
+    [path] = cache.rglob("template_supervoxels.npz")
+    mtime = path.stat().st_mtime_ns
+    again = pipeline.template_supervoxels(SMOKE, progress=False)
+    assert path.stat().st_mtime_ns == mtime and np.array_equal(first.layers, again.layers)
+
+
+def test_template_supervoxels_at_half_resolution(cache):
+    cfg = SMOKE.with_updates(supervoxels={"shape": (16, 14, 18), "n_layers": 2})
+    result = pipeline.template_supervoxels(cfg, progress=False)
+    assert result.layers.shape == (2, 16, 14, 18)
+    assert all(len(np.unique(layer)) == 128 for layer in result.layers)

@@ -7,7 +7,7 @@ import pytest
 from slicreg_lite.config import get_config
 from slicreg_lite.phantom import generate_subject
 from slicreg_lite.viz import view_slice
-from slicreg_lite.widgets import SliceViewer
+from slicreg_lite.widgets import SliceViewer, SupervoxelExplorer
 
 matplotlib.use("Agg")
 
@@ -39,3 +39,17 @@ def test_bad_input(subjects):
         SliceViewer({})
     with pytest.raises(ValueError, match="axis must be 0, 1 or 2"):
         SliceViewer(subjects, axis=3)
+
+
+def test_supervoxel_explorer_recomputes_on_slider_change(subjects):
+    from slicreg_lite.supervoxels import body_mask
+
+    image = subjects[38].image
+    explorer = SupervoxelExplorer(image, body_mask(image), get_config("smoke").supervoxels)
+    assert len(explorer._layers) == 1 and "127 supervoxels" in explorer.info.value
+    explorer.slice.value = 3  # only redraws
+    assert len(explorer._layers) == 1
+    explorer.n_segments.value = 160  # recomputes the layer with the new parameter
+    assert len(explorer._layers) == 2
+    assert (160, round(explorer.compactness.value, 4), 0) in explorer._layers
+    assert explorer.ax.get_title().startswith("n_segments 160")

@@ -1,0 +1,212 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · SLIC supervoxels: an integer encoding of canonical coordinates
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/slicreg-lite/slicreg_lite/blob/main/notebooks/01_slic_supervoxels.ipynb)
+#
+# **What you will learn**
+# - why Slic-Reg turns registration into a *segmentation* problem, and why it needs no
+#   anatomical labels for that;
+# - how SLIC cuts the template into supervoxels, and how a robust merge makes exactly
+#   127 + 1 of them every time;
+# - why 16 *layers* of 128 classes locate a voxel far better than one layer: the
+#   integer encoding of canonical coordinates;
+# - where the keypoints of the registration step come from.
+
+# %% tags=["colab"]
+# On Google Colab, install the package first (this cell does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/slicreg-lite/slicreg_lite"], check=True)
+
+# %% tags=["parameters"]
+# The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,
+# the default) or "paper" (the paper's sizes, for a GPU).
+import os
+
+PRESET = os.environ.get("SLICREG_PRESET", "lite")
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import display
+from skimage.measure import label as connected_components
+from skimage.segmentation import slic
+
+from slicreg_lite import config, pipeline, supervoxels, viz
+from slicreg_lite.widgets import SupervoxelExplorer
+
+cfg = config.get_config(PRESET)
+params = cfg.supervoxels
+print(f"preset {cfg.name!r}: {params.n_layers} layers of {params.n_supervoxels - 1} "
+      f"supervoxels + background on a {params.shape} grid")
+
+# %% [markdown]
+# ## The idea: registration by segmentation
+# Suppose a network could tell, for every voxel of a new scan, *which voxel of the
+# template it corresponds to*. Then registration is solved: the correspondences are the
+# displacement field. Predicting a template coordinate per voxel is a regression, and
+# regression networks are hard to train for this (the paper's ablation shows it).
+# Segmentation networks, on the other hand, are excellent and mature.
+#
+# So Slic-Reg *encodes template coordinates as classes*: the template is cut into
+# supervoxels (small compact regions that follow image edges), and a voxel's class is the
+# supervoxel it belongs to. No expert drew anything: the classes come from SLIC, the
+# labels of the 13 organs are only used to *evaluate*.
+#
+# One cut into 128 classes is coarse: each supervoxel is several centimetres wide. Many
+# classes (say 100,000) would be too many for a network's output layer. The trick: use
+# **16 layers** of 128 classes, each cut differently. A voxel is identified by its
+# 16-tuple of labels, like a position is given by several coarse rulers at once.
+
+# %% [markdown]
+# ## The template and a body mask without labels
+# Supervoxels fill the body. The mask comes from intensities alone (denser than air,
+# holes of each axial slice filled, the largest connected piece), never from organ labels.
+
+# %%
+result = pipeline.template_supervoxels(cfg)
+image, mask, layers = result.image, result.mask, result.layers
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+viz.show_slice(image, axis=1, ax=axes[0], title="template (coronal)")
+viz.show_slice(image, mask.astype(np.uint8) * 6, axis=1, ax=axes[1], alpha=0.3,
+               title="label-free body mask")
+plt.show()
+
+# %% [markdown]
+# ## One layer, step by step
+# 1. a small random affine (identity + N(0, 0.05) on the 3 x 4 matrix) moves the
+#    template, so that SLIC's regular grid of seeds lands elsewhere in each layer;
+# 2. scikit-image's 3D SLIC clusters voxels by intensity and position (the paper's
+#    settings: `n_segments=208, compactness=1.5, max_num_iter=5, min_size_factor=0.85`,
+#    connectivity enforced), inside the mask;
+# 3. the segments are warped back with the inverse affine (nearest neighbour);
+# 4. SLIC rarely returns exactly the number asked for, so a **robust merge** finishes the
+#    job: every 26-connected piece becomes its own segment, then the smallest segment is
+#    merged into its smallest neighbour until exactly 127 remain (too few: the largest is
+#    split in two). This never fails, and every supervoxel stays one connected piece.
+
+# %%
+raw = slic(image / params.intensity_scale, n_segments=params.n_segments,
+           compactness=params.compactness, max_num_iter=params.max_iter,
+           min_size_factor=params.min_size_factor, mask=mask, channel_axis=None)
+print(f"SLIC alone returned {raw.max()} segments "
+      f"(26-connected pieces: {connected_components(raw, connectivity=3).max()})")
+merged = supervoxels.merge_to_count(raw, params.n_supervoxels - 1)
+print(f"after the robust merge: {merged.max()} segments")
+
+# %% [markdown]
+# Every layer has exactly 127 supervoxels + background, and every supervoxel is a single
+# 26-connected piece:
+
+# %% tags=["nbval-check-output"]
+exact = all(np.array_equal(np.unique(layer), np.arange(128)) for layer in layers)
+connected = all(connected_components(layer, connectivity=3, background=0).max() == 127
+                for layer in layers)
+print(f"every layer has exactly 127 supervoxels + background: {exact}")
+print(f"every supervoxel is one 26-connected piece: {connected}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+viz.show_supervoxels(image, layers[0], axis=1, ax=axes[0], title="layer 0, coronal")
+viz.show_supervoxels(image, layers[0], axis=2, ax=axes[1], title="layer 0, axial")
+plt.show()
+
+# %% [markdown]
+# ## Several layers
+# The same slice, cut by four layers: every layer's boundaries fall elsewhere.
+
+# %%
+shown = min(4, len(layers))
+fig, axes = plt.subplots(1, shown, figsize=(4 * shown, 4))
+for index, ax in enumerate(np.atleast_1d(axes)):
+    viz.show_supervoxels(image, layers[index], axis=1, ax=ax, seed=index,
+                         title=f"layer {index}")
+plt.show()
+
+# %% [markdown]
+# ## The integer encoding: intersection cells
+# Voxels that share their labels in the first *n* layers form a *cell*. With one layer, a
+# cell is a supervoxel; every further layer cuts the cells again. The fair measure of
+# "how precisely does the code locate a voxel" is the size of the cell a random voxel
+# falls into (many cells are tiny slivers, which would flatter a plain average).
+
+# %%
+counts = [n for n in (1, 2, 4, 16) if n <= len(layers)]
+fig, axes = plt.subplots(1, len(counts), figsize=(4 * len(counts), 4))
+for n, ax in zip(counts, np.atleast_1d(axes)):
+    cells = supervoxels.intersection_cells(layers[:n])
+    viz.show_supervoxels(image, cells, axis=1, ax=ax, alpha=0.8, outlines=False,
+                         title=f"cells of {n} layer{'s' * (n > 1)}")
+plt.show()
+
+# %%
+rows = supervoxels.encoding_resolution(layers)
+# the supervoxel grid covers the scan's extent (corners aligned): its voxel size in mm
+spacing_mm = cfg.phantom.spacing_mm * (cfg.phantom.shape[0] - 1) / (params.shape[0] - 1)
+voxel_ml = spacing_mm ** 3 / 1000
+print(f"{'layers':>6s} {'cells':>8s} {'cell around a voxel (ml)':>25s} {'supervoxel / cell':>18s}")
+for row in rows:
+    print(f"{row['layers']:6d} {row['cells']:8d} "
+          f"{row['cell_volume_per_voxel'] * voxel_ml:25.2f} {row['ratio']:18.1f}")
+
+fig, ax = plt.subplots(figsize=(5, 3.5))
+ax.loglog([r["layers"] for r in rows], [r["cell_volume_per_voxel"] * voxel_ml for r in rows],
+          "o-", label="cell around a voxel")
+ax.axhline(rows[0]["supervoxel_volume"] * voxel_ml, color="grey", linestyle="--",
+           label="one supervoxel")
+ax.set_xlabel("number of layers")
+ax.set_ylabel("volume (ml)")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ## Keypoints for the registration step
+# The centre of every supervoxel of every layer becomes a keypoint: 16 x 127 = 2032
+# (the paper says N = 2048 = 16 x 128). In notebook 04 these keypoints form a kNN graph
+# and Adam moves each of them to where the predicted supervoxels of a new scan say it
+# belongs.
+
+# %%
+centres = supervoxels.supervoxel_centres(layers)
+print(f"keypoints: {centres.shape[0]} layers x {centres.shape[1]} supervoxels = "
+      f"{centres.shape[0] * centres.shape[1]}")
+viz.show_keypoints(image, centres.reshape(-1, 3), axis=1, thickness=2.0,
+                   title="supervoxel centres near this coronal slice")
+plt.show()
+
+# %% [markdown]
+# ## Explore: SLIC's parameters
+# Move `n_segments` and `compactness` to recompute one layer (about a second under
+# `lite`), `layer` to change the random affine, `slice` to browse. Low compactness lets
+# supervoxels follow intensity edges; high compactness makes them round and regular.
+
+# %%
+explorer = SupervoxelExplorer(image, mask, params)
+display(explorer.widget)
+
+# %% [markdown]
+# ## Try it yourself
+# 1. With `n_segments=64`, how many segments does SLIC return, and how many merges or
+#    splits does the robust merge need? (Call `slic` as above and count.)
+# 2. Redo the localisation table with 32 instead of 128 supervoxels per layer
+#    (`cfg.with_updates(supervoxels={"n_supervoxels": 33, "n_segments": 52})` and
+#    `pipeline.template_supervoxels`). How many layers do you need for the same cell size?
+#    What does that mean for the size of the network's output layer?
+# 3. Why must every supervoxel be one connected piece? Think of what its centre (the
+#    keypoint) would mean for a supervoxel made of two distant blobs.
