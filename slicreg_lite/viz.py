@@ -262,11 +262,7 @@ def show_supervoxels(image, segments, *, axis: int = 2, index: int | None = None
                          f"got {segments.shape}")
     axis = _check_axis(axis)
     index = _check_index(index, image.shape[axis])
-    window = _check_window(window)
-    ax = _new_axes(ax)
-    low, high = window if window is not None else (None, None)
-    ax.imshow(view_slice(image, axis, index), cmap="gray", vmin=low, vmax=high,
-              origin="upper", interpolation="nearest")
+    ax = show_slice(image, axis=axis, index=index, ax=ax, window=window, title=title)
     plane = view_slice(segments, axis, index).astype(np.int64)
     colours = np.random.default_rng(seed).uniform(0.15, 1.0, (int(plane.max()) + 1, 4))
     colours[:, 3] = alpha
@@ -275,8 +271,6 @@ def show_supervoxels(image, segments, *, axis: int = 2, index: int | None = None
     if outlines:
         rgba[find_boundaries(plane, mode="inner") & (plane > 0)] = (1.0, 1.0, 1.0, 0.9)
     ax.imshow(rgba, origin="upper", interpolation="nearest")
-    ax.set_title(f"{VIEW_NAMES[axis]} {index}" if title is None else title)
-    ax.set_axis_off()
     return ax
 
 

@@ -160,3 +160,12 @@ def test_bad_input(image, mask, message):
 def test_body_mask_of_air_is_an_error():
     with pytest.raises(ValueError, match="Hounsfield"):
         sv.body_mask(np.full((8, 8, 8), -1000.0))
+
+
+def test_adjacency_agrees_with_scikit_image(smoke_layers):
+    from skimage.graph import RAG
+
+    layer = smoke_layers[0].astype(np.int64)
+    ours = set(map(tuple, sv.adjacent_pairs(layer).tolist()))
+    theirs = {tuple(sorted(edge)) for edge in RAG(layer, connectivity=3).edges() if 0 not in edge}
+    assert ours == theirs
