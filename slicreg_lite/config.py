@@ -78,10 +78,10 @@ class PhantomConfig:
     scale_range: tuple[float, float] = (0.85, 1.15)  # anisotropic body size
     rotation_deg: float = 5.0  # std of each Euler angle, clipped at 2 std
     translation_mm: tuple[float, float] = (10.0, 20.0)  # length of the pose translation
-    fov_shift_mm: float = 40.0  # uniform cranio-caudal shift of the field of view, +-
-    organ_shift_mm: float = 9.0  # std of each organ's own displacement
+    fov_shift_mm: float = 50.0  # uniform cranio-caudal shift of the field of view, +-
+    organ_shift_mm: float = 5.0  # std of each organ's own displacement
     organ_scale_jitter: float = 0.08  # std of each organ's relative size change
-    deformation_mm: float = 10.0  # std of the smooth random nonlinear deformation
+    deformation_mm: float = 6.0  # std of the smooth random nonlinear deformation
     deformation_spacing_mm: float = 90.0  # control-point spacing of that deformation
     # Intensities (Hounsfield units).
     noise_hu: float = 12.0  # white acquisition noise
@@ -125,20 +125,24 @@ class SupervoxelConfig:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """deeds-lite: MIND-SSC + affine block matching + discrete MST optimisation."""
+    """deeds-lite: MIND-SSC + affine block matching + discrete MST optimisation.
 
-    mind_radius: int = 1
-    mind_dilation: int = 2
-    affine_iterations: int = 5
-    affine_block_spacing: int = 4
-    affine_search_radius: int = 6
+    Sizes are in voxels of the registered images; the defaults suit 4 mm voxels.
+    """
+
+    mind_radius: int = 1  # patch half-size of MIND
+    mind_dilation: int = 2  # distance of MIND's six neighbours
+    affine_factors: tuple[int, ...] = (4, 2)  # block matching on 4x, then 2x coarser copies
+    affine_radii: tuple[int, ...] = (6, 3)  # search radius per level (voxels of that level)
+    affine_iterations: tuple[int, ...] = (2, 3)  # match + fit rounds per level
+    affine_block_spacing: int = 3
     affine_trim_fraction: float = 0.5  # least-trimmed-squares: fraction of blocks kept
-    grid_spacings: tuple[int, ...] = (8, 7, 6, 5)  # control-point spacing per level (voxels)
-    search_radii: tuple[int, ...] = (8, 7, 6, 5)  # in quantisation steps per level
-    quantisations: tuple[int, ...] = (3, 2, 2, 1)  # voxels per displacement step per level
-    regularisation: float = 1.6  # weight of the squared-difference penalty
-    symmetric: bool = True
-    n_jobs: int = 2
+    grid_spacings: tuple[int, ...] = (7, 5, 4)  # control-point spacing per level
+    search_radii: tuple[int, ...] = (5, 3, 2)  # in quantisation steps per level
+    quantisations: tuple[int, ...] = (2, 1, 1)  # voxels per displacement step per level
+    regularisation: float = 8.0  # alpha: weight of the squared displacement gradient
+    symmetric: bool = True  # also register backwards and make both fields consistent
+    n_jobs: int = 2  # subjects registered in parallel (joblib processes)
 
 
 @dataclass(frozen=True)
@@ -252,8 +256,9 @@ def _smoke() -> Config:
         phantom=PhantomConfig(shape=shape, spacing_mm=12.0),
         split=SplitConfig(train_ids=(2, 3, 5, 6), test_ids=(1, 4, 7, 38)),
         supervoxels=SupervoxelConfig(shape=shape, n_layers=4),
-        teacher=TeacherConfig(grid_spacings=(4, 3), search_radii=(3, 2),
-                              quantisations=(1, 1), affine_iterations=2, n_jobs=1),
+        teacher=TeacherConfig(affine_factors=(2,), affine_radii=(3,), affine_iterations=(2,),
+                              affine_block_spacing=2, grid_spacings=(4, 3), search_radii=(2, 1),
+                              quantisations=(1, 1), n_jobs=1),
         training=TrainingConfig(iterations=5, batch_size=2),
         adam=AdamConfig(iterations=20, pool_kernel=3, tps_grid_step=2),
     )
@@ -268,8 +273,9 @@ def _paper() -> Config:
         name="paper",
         phantom=PhantomConfig(shape=(192, 160, 256), spacing_mm=2.0),
         supervoxels=SupervoxelConfig(shape=(96, 80, 128)),
-        teacher=TeacherConfig(grid_spacings=(8, 7, 6, 5, 4), search_radii=(8, 7, 6, 5, 4),
-                              quantisations=(5, 4, 3, 2, 1)),
+        teacher=TeacherConfig(affine_factors=(8, 4, 2), affine_radii=(6, 3, 2),
+                              affine_iterations=(2, 2, 2), grid_spacings=(12, 10, 8, 6, 5),
+                              search_radii=(6, 5, 4, 3, 2), quantisations=(3, 2, 2, 1, 1)),
         training=TrainingConfig(iterations=4000, batch_size=4),
     )
 

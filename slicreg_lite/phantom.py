@@ -41,7 +41,7 @@ from .datasets import Subject
 from .spatial import resize
 
 #: Bump when the generator changes: cached cohorts of an older version are recomputed.
-PHANTOM_VERSION = 1
+PHANTOM_VERSION = 2
 
 # ------------------------------------------------------------------------------ tissues
 # Tissue classes with (mean HU, texture amplitude HU, contrast enhanced?) in the portal

@@ -11,12 +11,14 @@ The cache root is ``$SLICREG_CACHE`` if set, else ``data/cache`` in a source che
 else ``~/.cache/slicreg_lite``.
 
 Stages so far: :func:`cohort` (the phantom subjects), :func:`initial_alignment` (the
-Dice of the unregistered test subjects against the template) and
-:func:`template_supervoxels` (the SLIC layers of step 1).
+Dice of the unregistered test subjects against the template),
+:func:`template_supervoxels` (the SLIC layers of step 1) and :func:`supervision` (the
+teacher registration of step 2, which carries those layers onto every training subject).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 import zipfile
@@ -36,6 +38,8 @@ from .supervoxels import body_mask, slic_layers
 
 #: Bump when the supervoxel code changes its results.
 SUPERVOXELS_VERSION = 1
+#: Bump when the teacher (deeds-lite) changes its results.
+TEACHER_VERSION = 2
 
 CACHE_ENV = "SLICREG_CACHE"
 
@@ -203,3 +207,149 @@ def template_supervoxels(cfg: Config, *, progress: bool = True) -> TemplateSuper
     layers = slic_layers(image, mask, cfg.supervoxels, progress=progress)
     atomic_save_npz(path, layers=layers, image=image, mask=mask)
     return TemplateSupervoxels(layers, image, mask)
+
+
+# ------------------------------------------------------------------------- supervision
+@dataclass
+class Supervision:
+    """What the teacher gives one training subject.
+
+    Attributes
+    ----------
+    subject_id : int
+    layers : numpy.ndarray of uint8, shape (L, D, H, W)
+        The template's supervoxel layers carried onto this subject (the network's
+        targets), on the supervoxel grid.
+    displacement : numpy.ndarray of float32, shape (3, D, H, W)
+        The teacher's field on the subject's image grid, in voxels: subject voxel ``x``
+        corresponds to template voxel ``x + u(x)`` (targets of the regression variant).
+    affine : numpy.ndarray, shape (3, 4)
+        The linear part alone.
+    timings : dict
+        Seconds per part of the registration.
+    """
+
+    subject_id: int
+    layers: np.ndarray
+    displacement: np.ndarray
+    affine: np.ndarray
+    timings: dict
+
+
+def _supervise_one(cfg: Config, subject_id: int, subject_image: np.ndarray,
+                   template_image: np.ndarray, layers: np.ndarray, path: Path) -> None:
+    """Register the template onto one subject, warp the layers, store the result."""
+    import torch
+
+    from .spatial import resize_displacement, warp_labels
+    from .teacher import register
+
+    # parallel workers share the cores: one thread each avoids oversubscription
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, cfg.teacher.n_jobs)))
+    result = register(subject_image, template_image, cfg.teacher)
+    field = result.displacement
+    if tuple(layers.shape[1:]) != tuple(field.shape[1:]):
+        field = resize_displacement(field, layers.shape[1:])
+    warped = warp_labels(layers, field)
+    atomic_save_npz(path, subject_id=np.array(subject_id), layers=warped,
+                    displacement=result.displacement.astype(np.float16), affine=result.affine,
+                    timings=np.array(json.dumps(result.timings)))
+
+
+def _load_supervision(path: Path) -> Supervision:
+    with np.load(path) as data:
+        return Supervision(int(data["subject_id"]), data["layers"],
+                           data["displacement"].astype(np.float32), data["affine"],
+                           json.loads(str(data["timings"])))
+
+
+def supervision(cfg: Config, ids=None, *, n_jobs: int | None = None,
+                progress: bool = True) -> dict[int, Supervision]:
+    """Step 2: deeds-lite registers the template onto every training subject.
+
+    The template's supervoxel layers are warped onto each subject (nearest neighbour):
+    these are the network's training targets. Each subject is cached on its own, so an
+    interrupted run continues where it stopped.
+
+    Subjects are registered in parallel with joblib (``cfg.teacher.n_jobs`` processes). The
+    same code runs on a Dask cluster through joblib's dask backend::
+
+        from dask.distributed import Client
+        from joblib import parallel_backend
+
+        client = Client("tcp://scheduler:8786")      # or Client() for a local cluster
+        with parallel_backend("dask"):
+            pipeline.supervision(cfg, n_jobs=-1)     # -1: as many tasks as the cluster takes
+
+    Parameters
+    ----------
+    cfg : Config
+    ids : iterable of int, optional
+        Subjects to supervise; default: ``cfg.split.train_ids``.
+    n_jobs : int, optional
+        Parallel jobs; default ``cfg.teacher.n_jobs``.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict of int -> Supervision
+    """
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    ids = cfg.split.train_ids if ids is None else tuple(int(i) for i in ids)
+    folder = stage_dir(cfg, "supervision", ("phantom", "split", "supervoxels", "teacher"),
+                       TEACHER_VERSION)
+    paths = {i: folder / f"subject{i:04d}.npz" for i in ids}
+    results = {}
+    for i, path in paths.items():
+        if path.exists():
+            try:
+                results[i] = _load_supervision(path)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                warnings.warn(f"cached supervision {path} is unreadable ({error}); "
+                              "recomputing it", stacklevel=2)
+    missing = [i for i in ids if i not in results]
+    if missing:
+        template_id = cfg.split.template_id
+        subjects = cohort(cfg, (*missing, template_id), progress=progress)
+        layers = template_supervoxels(cfg, progress=progress).layers
+        jobs = (delayed(_supervise_one)(cfg, i, subjects[i].image,
+                                        subjects[template_id].image, layers, paths[i])
+                for i in missing)
+        runner = Parallel(n_jobs=cfg.teacher.n_jobs if n_jobs is None else n_jobs,
+                          return_as="generator_unordered")
+        for _ in tqdm(runner(jobs), total=len(missing), desc=f"deeds-lite teacher ({cfg.name})",
+                      disable=not progress):
+            pass
+        for i in missing:
+            results[i] = _load_supervision(paths[i])
+    return {i: results[i] for i in ids}
+
+
+def teacher_dice(cfg: Config, results: dict[int, Supervision]) -> DiceTable:
+    """Dice of the template's organs carried onto each supervised subject, before/after.
+
+    Organ labels are used here only to *measure* the teacher, never to train anything.
+
+    Returns
+    -------
+    DiceTable
+        Methods ``"initial, not registered"``, ``"deeds-lite: affine"`` and
+        ``"deeds-lite: affine + deformable"``.
+    """
+    from .spatial import affine_to_displacement, warp_labels
+
+    subjects = cohort(cfg, (*results, cfg.split.template_id), progress=False)
+    template = subjects[cfg.split.template_id]
+    table = DiceTable()
+    for i, result in results.items():
+        target = subjects[i].labels
+        affine_only = warp_labels(template.labels,
+                                  affine_to_displacement(result.affine, target.shape))
+        table.add("initial, not registered", i, dice_per_label(template.labels, target))
+        table.add("deeds-lite: affine", i, dice_per_label(affine_only, target))
+        table.add("deeds-lite: affine + deformable", i,
+                  dice_per_label(warp_labels(template.labels, result.displacement), target))
+    return table

@@ -46,7 +46,9 @@ def _as_tensor(x: Array) -> tuple[torch.Tensor, bool]:
     if isinstance(x, torch.Tensor):
         return x, False
     if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x)), True
+        x = np.ascontiguousarray(x)
+        # torch cannot wrap read-only memory (e.g. joblib's memory-mapped arguments)
+        return torch.from_numpy(x if x.flags.writeable else x.copy()), True
     raise TypeError(f"expected a numpy.ndarray or torch.Tensor, got {type(x).__name__}")
 
 
@@ -183,7 +185,8 @@ def sample(volume: Array, coords: Array, *, mode: str = "linear",
     return _like(out, was_numpy)
 
 
-def warp_image(image: Array, displacement: Array, *, fill: float = 0.0) -> Array:
+def warp_image(image: Array, displacement: Array, *, fill: float = 0.0,
+               padding: str = "constant") -> Array:
     """Warp an image (trilinear) with a displacement field: ``out(x) = image(x + u(x))``.
 
     Parameters
@@ -193,13 +196,16 @@ def warp_image(image: Array, displacement: Array, *, fill: float = 0.0) -> Array
     displacement : array, shape (3, D', H', W')
         Voxel displacements on the grid of the output (the fixed image).
     fill : float
-        Value for points that fall outside the image.
+        Value for points that fall outside the image (``padding="constant"``).
+    padding : {"constant", "border"}
+        Outside the image: ``fill``, or the nearest border value (for feature maps and
+        displacement fields, which have no natural background value).
 
     Returns
     -------
     array, shape (D', H', W') or (C, D', H', W')
     """
-    return _warp(image, displacement, mode="linear", fill=fill)
+    return _warp(image, displacement, mode="linear", fill=fill, padding=padding)
 
 
 def warp_labels(labels: Array, displacement: Array) -> Array:
@@ -207,7 +213,8 @@ def warp_labels(labels: Array, displacement: Array) -> Array:
     return _warp(labels, displacement, mode="nearest", fill=0.0)
 
 
-def _warp(volume: Array, displacement: Array, *, mode: str, fill: float) -> Array:
+def _warp(volume: Array, displacement: Array, *, mode: str, fill: float,
+          padding: str = "constant") -> Array:
     vol, _ = _as_tensor(volume)
     disp, _ = _as_tensor(displacement)
     _check_volume(vol, "image")
@@ -216,7 +223,7 @@ def _warp(volume: Array, displacement: Array, *, mode: str, fill: float) -> Arra
         raise ValueError(f"displacement must be floating point; got {disp.dtype}")
     if not bool(torch.isfinite(disp).all()):
         raise ValueError("displacement contains NaN or Inf values")
-    return sample(volume, _identity_like(disp) + disp, mode=mode, fill=fill)
+    return sample(volume, _identity_like(disp) + disp, mode=mode, fill=fill, padding=padding)
 
 
 # ------------------------------------------------------------------ displacement algebra

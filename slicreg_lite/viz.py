@@ -306,6 +306,47 @@ def show_keypoints(image, points, *, axis: int = 2, index: int | None = None,
     return ax
 
 
+def show_tree(image, points, parents, *, axis: int = 1, index: int | None = None,
+              thickness: float = 2.0, ax=None,
+              window: tuple[float, float] | None = SOFT_TISSUE_WINDOW,
+              title: str | None = None, color: str = "tab:orange"):
+    """A CT slice with the edges of a tree over control points that lie near it.
+
+    Parameters
+    ----------
+    image : array_like, shape (D, H, W)
+    points : array_like, shape (P, 3)
+        Voxel coordinates of the tree's nodes (d, h, w).
+    parents : array_like of int, shape (P,)
+        Each node's parent (-1 for the root).
+    thickness : float
+        Only edges with both ends within this many voxels of the slice are drawn.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    image = check_volume(image, "image", finite=False)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    parents = np.asarray(parents)
+    if parents.shape != (len(points),):
+        raise ValueError(f"parents must have one entry per point ({len(points)}); "
+                         f"got shape {parents.shape}")
+    axis = _check_axis(axis)
+    index = _check_index(index, image.shape[axis])
+    ax = show_slice(image, axis=axis, index=index, ax=ax, window=window, title=title)
+    child = np.flatnonzero(parents >= 0)
+    near = (np.abs(points[child, axis] - index) <= thickness) & \
+        (np.abs(points[parents[child], axis] - index) <= thickness)
+    child = child[near]
+    rows_a, columns_a = _display_position(image.shape, axis, points[child].T)
+    rows_b, columns_b = _display_position(image.shape, axis, points[parents[child]].T)
+    segments = np.stack([np.stack([columns_a, rows_a], -1), np.stack([columns_b, rows_b], -1)],
+                        axis=1)
+    ax.add_collection(LineCollection(segments, colors=color, linewidths=1.2))
+    return ax
+
+
 def show_orthogonal(image, labels=None, *, point: Sequence[int] | None = None,
                     window: tuple[float, float] | None = SOFT_TISSUE_WINDOW,
                     alpha: float = 0.45, crosshair: bool = True, figsize=(12.0, 4.0)):

@@ -180,3 +180,90 @@ class SupervoxelExplorer:
         with self.output:
             self.output.clear_output(wait=True)
             display(self.figure)
+
+
+class TeacherExplorer:
+    """Re-run deeds-lite with another regularisation weight and step through its levels.
+
+    Sliders: ``alpha`` (regularisation weight; each new value runs the registration once,
+    a few seconds under ``lite``), ``level`` (0 = affine only, then each deformable level)
+    and ``slice``. The picture shows the fixed scan with the organ outlines of both scans
+    (fixed solid, warped moving dashed); the text gives avg(4) Dice and folding.
+
+    Parameters
+    ----------
+    fixed, moving : Subject
+        The training scan (fixed) and the template (moving), with labels for the Dice.
+    cfg : TeacherConfig
+        Starting parameters (``get_config(preset).teacher``).
+    axis : int
+        The view: 2 axial, 1 coronal, 0 sagittal.
+    """
+
+    def __init__(self, fixed, moving, cfg, *, axis: int = 1):
+        import ipywidgets as w
+        import matplotlib.pyplot as plt
+
+        if axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1 or 2; got {axis!r}")
+        self.fixed, self.moving, self.cfg, self.axis = fixed, moving, cfg, axis
+        self.alpha = w.FloatLogSlider(value=cfg.regularisation, base=10, min=-1, max=2.5,
+                                      step=0.25, description="alpha", continuous_update=False)
+        self.level = w.IntSlider(value=len(cfg.grid_spacings), min=0,
+                                 max=len(cfg.grid_spacings), description="level",
+                                 continuous_update=False)
+        n = fixed.shape[axis]
+        self.slice = w.IntSlider(value=n // 2, min=0, max=n - 1, description="slice",
+                                 continuous_update=False)
+        self.info = w.HTML()
+        self.output = w.Output()
+        self._fields = {}  # alpha -> [affine field, field after level 1, ...]
+        with plt.ioff():
+            self.figure, self.ax = plt.subplots(figsize=(5, 5))
+        for control in (self.alpha, self.level, self.slice):
+            control.observe(self.update, names="value")
+        self.widget = w.VBox([w.HBox([self.alpha, self.level, self.slice]), self.info,
+                              self.output])
+        self.update()
+
+    def fields(self) -> list:
+        """The fields of every level for the current alpha (registering on first use)."""
+        import dataclasses
+
+        from .spatial import affine_to_displacement
+        from .teacher import register
+
+        alpha = round(self.alpha.value, 4)
+        if alpha not in self._fields:
+            result = register(self.fixed.image, self.moving.image,
+                              dataclasses.replace(self.cfg, regularisation=alpha),
+                              keep_levels=True)
+            affine = affine_to_displacement(result.affine, self.fixed.shape)
+            self._fields[alpha] = [affine, *result.levels]
+        return self._fields[alpha]
+
+    def update(self, change=None) -> None:
+        """Redraw (and register again if alpha changed)."""
+        from IPython.display import display
+
+        from .config import LARGE_ORGANS
+        from .metrics import average_dice, dice_per_label, jacobian_stats
+        from .spatial import warp_labels
+        from .viz import overlay_contours, show_slice, view_slice
+
+        field = self.fields()[self.level.value]
+        warped = warp_labels(self.moving.labels, field)
+        dice = average_dice(dice_per_label(warped, self.fixed.labels), LARGE_ORGANS)
+        folding = jacobian_stats(field)["percent_folding"]
+        name = "affine" if self.level.value == 0 else f"after level {self.level.value}"
+        self.info.value = (f"alpha {self.alpha.value:.3g}, {name}: avg(4) Dice "
+                           f"{100 * dice:.1f}%, folding {folding:.2f}% of voxels")
+        self.ax.clear()
+        show_slice(self.fixed.image, axis=self.axis, index=self.slice.value, ax=self.ax,
+                   title=f"{name}: fixed (solid) / warped moving (dashed)")
+        overlay_contours(self.ax, view_slice(self.fixed.labels, self.axis, self.slice.value))
+        overlay_contours(self.ax, view_slice(warped, self.axis, self.slice.value),
+                         linestyle="dashed")
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(self.figure)

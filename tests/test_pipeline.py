@@ -110,3 +110,41 @@ def test_template_supervoxels_at_half_resolution(cache):
     result = pipeline.template_supervoxels(cfg, progress=False)
     assert result.layers.shape == (2, 16, 14, 18)
     assert all(len(np.unique(layer)) == 128 for layer in result.layers)
+
+
+def test_supervision_carries_the_layers_and_is_cached(cache):
+    results = pipeline.supervision(SMOKE, progress=False)
+    assert sorted(results) == sorted(SMOKE.split.train_ids)
+    layers = pipeline.template_supervoxels(SMOKE, progress=False).layers
+    for result in results.values():
+        assert result.layers.shape == layers.shape and result.layers.dtype == np.uint8
+        assert result.layers.max() <= 127 and len(np.unique(result.layers[0])) > 100
+        assert result.displacement.shape == (3, *SMOKE.phantom.shape)
+        assert result.timings["total"] > 0
+    files = sorted(cache.rglob("supervision-*/subject*.npz"))
+    assert len(files) == len(SMOKE.split.train_ids)
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    pipeline.supervision(SMOKE, progress=False)
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+    table = pipeline.teacher_dice(SMOKE, results)
+    before = table.column("initial, not registered", "avg(4)")[0]
+    after = table.column("deeds-lite: affine + deformable", "avg(4)")[0]
+    assert after > before + 10
+
+
+def test_supervision_in_parallel_processes(cache):
+    parallel = pipeline.supervision(SMOKE, ids=SMOKE.split.train_ids[:2], n_jobs=2,
+                                    progress=False)
+    assert len(parallel) == 2
+
+
+def test_supervision_on_a_local_dask_cluster(cache):
+    distributed = pytest.importorskip("distributed")
+    from joblib import parallel_backend
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster), parallel_backend("dask"):
+        results = pipeline.supervision(SMOKE, ids=SMOKE.split.train_ids[:1], n_jobs=-1,
+                                       progress=False)
+    assert len(results) == 1

@@ -53,3 +53,16 @@ def test_supervoxel_explorer_recomputes_on_slider_change(subjects):
     assert len(explorer._layers) == 2
     assert (160, round(explorer.compactness.value, 4), 0) in explorer._layers
     assert explorer.ax.get_title().startswith("n_segments 160")
+
+
+def test_teacher_explorer_registers_once_per_alpha(subjects):
+    from slicreg_lite.widgets import TeacherExplorer
+
+    cfg = get_config("smoke").teacher
+    explorer = TeacherExplorer(subjects[1], subjects[38], cfg)
+    assert len(explorer._fields) == 1 and "avg(4) Dice" in explorer.info.value
+    assert len(explorer.fields()) == len(cfg.grid_spacings) + 1  # affine + each level
+    explorer.level.value = 0
+    assert "affine" in explorer.info.value and len(explorer._fields) == 1
+    explorer.alpha.value = 1.0  # a new weight: one more registration
+    assert len(explorer._fields) == 2 and explorer.info.value.startswith("alpha 1,")

@@ -1,0 +1,286 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · deeds supervision: a conventional registration teaches the network
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/slicreg-lite/slicreg_lite/blob/main/notebooks/02_deeds_supervision.ipynb)
+#
+# **What you will learn**
+# - why Slic-Reg needs a *teacher*, and why the teacher needs no labels either;
+# - MIND-SSC descriptors: what they see in a CT scan and why they ignore contrast;
+# - the affine step: block matching with a robust (least-trimmed-squares) fit;
+# - the deformable step as deeds does it: control points, a cube of candidate
+#   displacements, a cost volume, a minimum spanning tree and belief propagation;
+# - how the template's supervoxels are carried onto every training scan.
+
+# %% tags=["colab"]
+# On Google Colab, install the package first (this cell does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/slicreg-lite/slicreg_lite"], check=True)
+
+# %% tags=["parameters"]
+# The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,
+# the default) or "paper" (the paper's sizes, for a GPU).
+import os
+
+PRESET = os.environ.get("SLICREG_PRESET", "lite")
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import display
+
+from slicreg_lite import config, pipeline, viz
+from slicreg_lite.metrics import DiceTable, dice_per_label, jacobian_stats
+from slicreg_lite.spatial import affine_to_displacement, warp_image, warp_labels
+from slicreg_lite.teacher import discrete, register
+from slicreg_lite.teacher.mind import mind_ssc
+from slicreg_lite.widgets import TeacherExplorer
+
+cfg = config.get_config(PRESET)
+split = cfg.split
+subjects = pipeline.cohort(cfg, (split.train_ids[0], split.template_id))
+fixed, template = subjects[split.train_ids[0]], subjects[split.template_id]
+print(f"preset {cfg.name!r}: fixed = training subject #{fixed.subject_id}, "
+      f"moving = template #{template.subject_id}, {fixed.shape} voxels")
+
+# %% [markdown]
+# ## Why a teacher?
+# The network of step 3 learns to predict, for every voxel of a scan, which template
+# supervoxel it belongs to. For that it needs examples: training scans on which the
+# template's supervoxels have been drawn. Nobody draws them by hand. A conventional
+# registration, deeds (Heinrich et al.), aligns the template to each training scan and
+# *carries* the supervoxels along. deeds uses intensities only, so still no labels.
+#
+# deeds is a C++ program; here is **deeds-lite**, the same three ingredients in Python:
+# MIND descriptors, an affine step by block matching, and a deformable step by discrete
+# optimisation on a minimum spanning tree.
+
+# %% [markdown]
+# ## MIND-SSC: describing structure, not grey values
+# For each voxel, MIND compares small patches around its six neighbours with each
+# other (12 pairs): the result describes local *structure*, such as edges and corners,
+# not brightness. A linear change of intensities (another contrast level, another scanner
+# calibration) leaves it unchanged, which we can check:
+
+# %%
+fixed_mind = mind_ssc(fixed.image)
+moving_mind = mind_ssc(template.image)
+brighter = mind_ssc(1.3 * fixed.image + 80.0)
+print(f"MIND: {tuple(fixed_mind.shape)} channels x voxels; largest change after "
+      f"intensity * 1.3 + 80: {float((brighter - fixed_mind).abs().max()):.1e}")
+
+fig, axes = plt.subplots(1, 4, figsize=(14, 4))
+viz.show_slice(fixed.image, axis=1, ax=axes[0], title="CT (coronal)")
+for ax, channel in zip(axes[1:], (0, 5, 11)):
+    viz.show_slice(fixed_mind[channel].numpy(), axis=1, ax=ax, window=(0, 1),
+                   title=f"MIND channel {channel}")
+plt.show()
+
+# %% [markdown]
+# ## One registration, step by step
+# `register(fixed, moving, cfg)` runs everything; `keep_levels=True` also keeps the field
+# after each level, so we can look inside.
+
+# %%
+result = register(fixed.image, template.image, cfg.teacher, keep_levels=True)
+print("seconds per part:", {k: round(v, 2) for k, v in result.timings.items()})
+
+affine_field = affine_to_displacement(result.affine, fixed.shape)
+stages = {"not registered": np.zeros_like(affine_field), "affine": affine_field,
+          "affine + deformable": result.displacement}
+table = DiceTable()
+for name, field in stages.items():
+    table.add(name, fixed.subject_id, dice_per_label(warp_labels(template.labels, field),
+                                                     fixed.labels))
+print(table.to_markdown())
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+for ax, (name, field) in zip(axes, stages.items()):
+    viz.show_slice(fixed.image, axis=1, ax=ax, title=f"{name}: fixed (solid), template (dashed)")
+    viz.overlay_contours(ax, viz.view_slice(fixed.labels, axis=1))
+    viz.overlay_contours(ax, viz.view_slice(warp_labels(template.labels, field), axis=1),
+                         linestyle="dashed")
+plt.show()
+
+# %% [markdown]
+# ## The affine step
+# The moving scan is cut into blocks; each block of the fixed body looks for its best
+# match within a cube of shifts (on 4x, then 2x coarser copies of both MIND volumes).
+# Many blocks are wrong: repeated structures such as vertebrae and bowel loops, or organs
+# that moved on their own. A **least-trimmed-squares** fit handles them: fit an affine
+# matrix to all matches, keep the half that agree best, fit again, and so on.
+
+# %%
+print("affine matrix (fixed voxel -> template voxel):")
+print(np.round(result.affine, 3))
+
+# %% [markdown]
+# ## The deformable step: a cost volume at every control point
+# Control points sit on a grid (here every
+# `cfg.teacher.grid_spacings[0]` voxels). Each may move to any of a cube of candidate
+# displacements. The **data cost** of a candidate is how different the MIND descriptors
+# of a small patch around the point are from those at the displaced position in the
+# (affinely aligned) moving scan. Below: the cost over the candidate displacements of
+# one control point (one with a clear best match; in flat regions every candidate looks
+# alike, which is why the smoothness penalty is needed), in three slices of the cube
+# through the best candidate.
+
+# %%
+spacing, radius = cfg.teacher.grid_spacings[0], cfg.teacher.search_radii[0]
+quantisation = cfg.teacher.quantisations[0]
+box = discrete.patch_offsets(spacing)[1]
+moving_aligned = warp_image(discrete.smooth_features(moving_mind, box),
+                            torch.from_numpy(affine_field), padding="border")
+field_1, level_1 = discrete.register_level(
+    discrete.smooth_features(fixed_mind, box), moving_aligned, torch.from_numpy(fixed.image),
+    spacing=spacing, radius=radius, quantisation=quantisation, alpha=cfg.teacher.regularisation)
+
+side = 2 * radius + 1
+points = level_1["points"]
+cost = level_1["cost"].numpy()
+# the control point whose best candidate stands out most (flat regions match anywhere)
+contrast = (cost.mean(1) - cost.min(1)) / cost.mean(1)
+point = int(np.argmax(contrast))
+cube = cost[point].reshape(side, side, side)
+best = np.unravel_index(np.argmin(cube), cube.shape)
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+for ax, (axis, name) in zip(axes, enumerate(("d", "h", "w"))):
+    plane = np.take(cube, best[axis], axis=axis)
+    image = ax.imshow(plane, cmap="viridis")
+    ax.set_title(f"cost, displacement {name} = {(best[axis] - radius) * quantisation}")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+plt.suptitle(f"control point {points[point]}: {side}^3 = {side ** 3} candidate displacements")
+plt.show()
+
+# %% [markdown]
+# ## The minimum spanning tree
+# Choosing the cheapest candidate at every point independently gives a noisy field.
+# deeds adds a penalty `alpha * |d_p - d_q|^2 / spacing^2` between neighbouring points,
+# but only along the edges of a **tree**: the minimum spanning tree of the grid, with
+# edge weights from the intensity difference between neighbouring cells. The tree
+# prefers edges inside one tissue, so it rarely ties two organs together: they can slide
+# along each other. And on a tree the best field can be found *exactly*.
+
+# %%
+index = int(np.median(points[:, 1]))
+viz.show_tree(fixed.image, points, level_1["parents"], axis=1, index=index,
+              thickness=spacing / 2, title="spanning tree edges near this coronal slice")
+plt.show()
+
+# %% [markdown]
+# ## Belief propagation on a tree, in one dimension
+# On a tree, the minimum of *data cost + penalties* is found in two passes. Upwards,
+# every node sends its parent a message: "for each label you might choose, this is the
+# least my whole subtree can cost". With a squared penalty that message is a
+# **distance transform**: the lower envelope of one parabola per label, computed in time
+# linear in the number of labels. Downwards, every node picks its best label given its
+# parent's choice.
+#
+# A chain of 40 points with a noisy cost per label shows the effect: independent choices
+# jump around, belief propagation gives the best smooth path.
+
+# %%
+rng = np.random.default_rng(0)
+n_points, n_labels = 40, 21
+truth = np.round(10 + 6 * np.sin(np.linspace(0, 3, n_points))).astype(int)
+costs = (np.arange(n_labels)[None] - truth[:, None]) ** 2 / 20 + rng.gamma(1, 2, (n_points,
+                                                                                  n_labels))
+chain_parents = np.arange(n_points) - 1  # node i hangs from node i - 1; node 0 is the root
+labels = discrete.tree_belief_propagation(costs, np.arange(n_points), chain_parents,
+                                          (n_labels, 1, 1), weight=2.0)
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
+axes[0].imshow(costs.T, origin="lower", aspect="auto", cmap="viridis")
+axes[0].plot(costs.argmin(1), "w.", label="cheapest label of each point")
+axes[0].plot(labels, "r-", label="belief propagation")
+axes[0].set_xlabel("point along the chain")
+axes[0].set_ylabel("label")
+axes[0].legend(loc="lower right", framealpha=0.9)
+message = discrete.distance_transform_1d(costs[:1], 2.0)[0]
+axes[1].plot(costs[0], "o-", label="cost of each label")
+axes[1].plot(message, "s-", label="message = lower envelope of parabolas")
+axes[1].set_xlabel("label")
+axes[1].legend()
+plt.show()
+
+# %% [markdown]
+# ## Coarse to fine, and symmetric
+# deeds repeats this on finer grids with smaller, finer candidate cubes, each level
+# starting from the previous result. It also registers in the other direction (template
+# to training scan) and makes both fields each other's inverse. Folding (voxels where the
+# transform turns inside out, Jacobian determinant <= 0) stays rare:
+
+# %%
+for level, field in enumerate(result.levels, start=1):
+    warped = warp_labels(template.labels, field)
+    stats = jacobian_stats(field, fixed.body_mask)
+    print(f"level {level} (spacing {cfg.teacher.grid_spacings[level - 1]}): avg(4) Dice "
+          f"{100 * np.nanmean(dice_per_label(warped, fixed.labels)[[0, 1, 2, 5]]):.1f}%, "
+          f"folding {stats['percent_folding']:.2f}%, std(log J) "
+          f"{stats['std_log_jacobian']:.2f}")
+viz.show_deformation_grid(result.displacement, axis=1, step=3, background=fixed.image)
+plt.show()
+
+# %% [markdown]
+# ## The supervision stage: every training scan
+# `pipeline.supervision(cfg)` registers the template onto every training scan (in
+# parallel processes with joblib) and warps the supervoxel layers with the fields. The
+# organ labels below only *measure* how good the teacher is; nothing is trained on them.
+
+# %%
+supervised = pipeline.supervision(cfg)
+teacher_table = pipeline.teacher_dice(cfg, supervised)
+print(teacher_table.to_markdown())
+seconds = [s.timings["total"] for s in supervised.values()]
+print(f"\n{len(supervised)} training scans, {np.mean(seconds):.1f} s per registration "
+      f"({cfg.teacher.n_jobs} in parallel, so each had a share of the cores)")
+
+# %% [markdown]
+# ## The supervoxels carried onto training scans
+# These warped layers are the targets of the network in notebook 03.
+
+# %%
+layers = pipeline.template_supervoxels(cfg).layers
+shown = list(supervised)[:3]
+fig, axes = plt.subplots(1, 1 + len(shown), figsize=(4 * (1 + len(shown)), 4))
+viz.show_supervoxels(template.image, layers[0], axis=1, ax=axes[0], title="template, layer 0")
+for ax, subject_id in zip(axes[1:], shown):
+    scan = pipeline.cohort(cfg, (subject_id,))[subject_id]
+    viz.show_supervoxels(scan.image, supervised[subject_id].layers[0], axis=1, ax=ax,
+                         title=f"carried onto #{subject_id}")
+plt.show()
+
+# %% [markdown]
+# ## Explore: regularisation, level, slice
+# `alpha` weighs smoothness against the data: too small and the field follows noise (and
+# folds), too large and organs cannot move enough. `level` 0 shows the affine step.
+
+# %%
+explorer = TeacherExplorer(fixed, template, cfg.teacher)
+display(explorer.widget)
+
+# %% [markdown]
+# ## Try it yourself
+# 1. Run `register` with `symmetric=False` (`dataclasses.replace(cfg.teacher,
+#    symmetric=False)`). How do Dice, folding and time change?
+# 2. Replace MIND by the raw image (`fixed.image[None] / 500`) in `register_level` above.
+#    Where does the cost volume become ambiguous?
+# 3. Make the penalty act on *all* grid neighbours instead of the tree's edges: why can
+#    belief propagation then no longer find the exact minimum?
