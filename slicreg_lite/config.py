@@ -283,6 +283,28 @@ def _paper() -> Config:
 _BUILDERS = {"smoke": _smoke, "lite": _lite, "paper": _paper}
 
 
+def config_section(cfg, section_type):
+    """The section of type ``section_type`` from a whole :class:`Config`, or ``cfg`` itself.
+
+    Step functions accept either, e.g. ``slic_layers(..., cfg)`` or
+    ``slic_layers(..., cfg.supervoxels)``.
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is neither a Config nor a ``section_type``.
+    """
+    if isinstance(cfg, section_type):
+        return cfg
+    if isinstance(cfg, Config):
+        for item in dataclasses.fields(cfg):
+            value = getattr(cfg, item.name)
+            if isinstance(value, section_type):
+                return value
+    raise TypeError(f"cfg must be a Config or {section_type.__name__}; "
+                    f"got {type(cfg).__name__}")
+
+
 def get_config(preset: str | None = None, **updates: dict) -> Config:
     """The configuration of a preset, optionally with some values changed.
 

@@ -35,7 +35,7 @@ from skimage.measure import label as connected_components
 from skimage.segmentation import slic
 
 from .checks import check_volume
-from .config import Config, SupervoxelConfig
+from .config import SupervoxelConfig, config_section
 from .spatial import affine_to_displacement, invert_affine, random_affine, warp_image, warp_labels
 
 #: The 13 offsets that, with their opposites, make up a voxel's 26 neighbours.
@@ -80,14 +80,6 @@ def body_mask(image, *, threshold_hu: float = -400.0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- layers
-def _supervoxel_config(cfg) -> SupervoxelConfig:
-    if isinstance(cfg, Config):
-        return cfg.supervoxels
-    if isinstance(cfg, SupervoxelConfig):
-        return cfg
-    raise TypeError(f"cfg must be a Config or SupervoxelConfig; got {type(cfg).__name__}")
-
-
 def _check_inputs(image, mask, n_supervoxels: int) -> tuple[np.ndarray, np.ndarray]:
     image = check_volume(image, "image")
     mask = check_volume(mask, "mask")
@@ -121,7 +113,7 @@ def slic_layer(image, mask, cfg, layer: int) -> np.ndarray:
         Labels ``0..n_supervoxels - 1``, every one present, every foreground label one
         26-connected component, background exactly outside ``mask``.
     """
-    cfg = _supervoxel_config(cfg)
+    cfg = config_section(cfg, SupervoxelConfig)
     image, mask = _check_inputs(image, mask, cfg.n_supervoxels)
     rng = np.random.default_rng([cfg.seed, layer])
     # A random affine moves SLIC's grid of seeds: each layer cuts the body differently.
@@ -154,7 +146,7 @@ def slic_layers(image, mask, cfg, *, progress: bool = False) -> np.ndarray:
     """
     from tqdm.auto import tqdm
 
-    cfg = _supervoxel_config(cfg)
+    cfg = config_section(cfg, SupervoxelConfig)
     _check_inputs(image, mask, cfg.n_supervoxels)
     return np.stack([slic_layer(image, mask, cfg, layer)
                      for layer in tqdm(range(cfg.n_layers), desc="SLIC layers",

@@ -68,3 +68,13 @@ def test_section_key_changes_only_with_its_sections():
     assert cfg.section_key("adam") != other.section_key("adam")
     with pytest.raises(ValueError, match="unknown config section"):
         cfg.section_key("nonsense")
+
+
+def test_config_section_accepts_the_whole_config_or_the_section():
+    from slicreg_lite.config import SupervoxelConfig, TeacherConfig, config_section
+
+    cfg = get_config("smoke")
+    assert config_section(cfg, TeacherConfig) is cfg.teacher
+    assert config_section(cfg.supervoxels, SupervoxelConfig) is cfg.supervoxels
+    with pytest.raises(TypeError, match="Config or TeacherConfig; got PhantomConfig"):
+        config_section(cfg.phantom, TeacherConfig)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..checks import check_volume
-from ..config import Config, TeacherConfig
+from ..config import TeacherConfig, config_section
 from ..spatial import affine_to_displacement, invert_affine
 from .affine import affine_registration
 from .discrete import deformable_registration
@@ -57,14 +57,6 @@ class TeacherResult:
     levels: list = field(default_factory=list)
 
 
-def _teacher_config(cfg) -> TeacherConfig:
-    if isinstance(cfg, Config):
-        return cfg.teacher
-    if isinstance(cfg, TeacherConfig):
-        return cfg
-    raise TypeError(f"cfg must be a Config or TeacherConfig; got {type(cfg).__name__}")
-
-
 def register(fixed, moving, cfg, *, keep_levels: bool = False) -> TeacherResult:
     """Register ``moving`` onto ``fixed`` with deeds-lite: affine, then deformable.
 
@@ -88,7 +80,7 @@ def register(fixed, moving, cfg, *, keep_levels: bool = False) -> TeacherResult:
     """
     from ..supervoxels import body_mask
 
-    cfg = _teacher_config(cfg)
+    cfg = config_section(cfg, TeacherConfig)
     # copies: writable float32 arrays that torch can share memory with
     fixed = np.array(check_volume(fixed, "fixed"), dtype=np.float32)
     moving = np.array(check_volume(moving, "moving"), dtype=np.float32)

@@ -10,7 +10,10 @@ centimetres along the body. So the search starts coarse:
 2. An affine matrix is fitted to the block correspondences by **least trimmed squares**:
    fit, keep the ``trim`` fraction of blocks that agree best, fit again. Blocks in
    sliding organs or empty regions are outvoted. The first fit of all is a translation
-   (the median displacement), which is robust enough for the largest shifts.
+   (the median displacement), which is robust enough for the largest shifts. Two more
+   guards against repetitive anatomy (vertebrae, bowel loops) voting for a collapsed
+   axis: blocks next to a face of the volume (where the field of view cuts the body) are
+   left out, and one round may change scale by at most ``max_step``.
 3. The moving image is warped with the current matrix and steps 1-2 repeat on finer
    copies with smaller search cubes.
 """
