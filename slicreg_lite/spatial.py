@@ -334,6 +334,23 @@ def centred_affine(linear: Array, translation, shape) -> np.ndarray:
     return np.concatenate([L, (centre - L @ centre + t)[:, None]], axis=1)
 
 
+def normalised_affine_to_voxel(theta, shape) -> np.ndarray:
+    """A 3 x 4 matrix in normalised coordinates (each axis in [-1, 1], the frame of
+    ``F.affine_grid``) as a voxel-space matrix for a grid of ``shape``.
+
+    The same ``theta`` applied to two grids that cover the same extent (e.g. an image and
+    its labels at half resolution) moves their content identically.
+    """
+    shape = _check_shape(shape)
+    theta = np.asarray(theta, dtype=np.float64)
+    if theta.shape != (3, 4):
+        raise ValueError(f"theta must have shape (3, 4); got {theta.shape}")
+    half = np.array([(n - 1) / 2.0 if n > 1 else 1.0 for n in shape])
+    # voxel -> normalised: p_n = (p_v - c) / half; apply theta; back: p_v = half * p_n + c.
+    linear = (half[:, None] * theta[:, :3]) / half[None, :]
+    return centred_affine(linear, half * theta[:, 3], shape)
+
+
 def random_affine(shape, std: float, rng: np.random.Generator) -> np.ndarray:
     """The paper's random affine: identity + N(0, std) on the 3 x 4 matrix.
 
@@ -349,12 +366,7 @@ def random_affine(shape, std: float, rng: np.random.Generator) -> np.ndarray:
         augmentation in the paper).
     rng : numpy.random.Generator
     """
-    shape = _check_shape(shape)
-    theta = np.eye(3, 4) + rng.normal(0.0, std, size=(3, 4))
-    half = np.array([(n - 1) / 2.0 if n > 1 else 1.0 for n in shape])
-    # voxel -> normalised: p_n = (p_v - c) / half; apply theta; back: p_v = half * p_n + c.
-    linear = (half[:, None] * theta[:, :3]) / half[None, :]
-    return centred_affine(linear, half * theta[:, 3], shape)
+    return normalised_affine_to_voxel(np.eye(3, 4) + rng.normal(0.0, std, size=(3, 4)), shape)
 
 
 def invert_affine(matrix: Array) -> np.ndarray:

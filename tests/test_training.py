@@ -1,0 +1,142 @@
+"""Training: aligned augmentation, a tiny batch overfits, checkpoints round-trip safely."""
+
+import numpy as np
+import pytest
+import torch
+
+from slicreg_lite.config import NetworkConfig, TrainingConfig
+from slicreg_lite.networks import build_model
+from slicreg_lite.training import (
+    SupervoxelDataset,
+    TrainingSample,
+    augment,
+    centre_mask,
+    layer_accuracy,
+    load_checkpoint,
+    save_checkpoint,
+    supervoxel_loss,
+    train,
+)
+
+TWO_LAYERS = NetworkConfig(n_layers=2)
+
+
+def synthetic(shape=(16, 16, 16), n_layers=2, block=4, seed=0):
+    """Blocks of constant intensity 100 * label (labels 1..8) in a margin of "air" (0,
+    label 0): labels follow intensity everywhere."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(1, 9, [-(-n // block) for n in shape])
+    labels = np.kron(coarse, np.ones((block,) * 3, dtype=int))[:shape[0], :shape[1], :shape[2]]
+    margin = block // 2
+    labels[:margin], labels[-margin:], labels[:, :margin], labels[:, -margin:] = 0, 0, 0, 0
+    labels[..., :margin], labels[..., -margin:] = 0, 0
+    image = (100.0 * labels).astype(np.float32)
+    return image, np.stack([labels.astype(np.uint8)] * n_layers)
+
+
+def labels_of(scaled_image):
+    """The labels the (scaled, moved) intensities stand for."""
+    return np.round(scaled_image * 500.0 / 100.0).astype(np.int64)
+
+
+def test_augmentation_keeps_image_and_targets_aligned():
+    image, layers = synthetic((24, 24, 24), block=6)
+    sample = TrainingSample(torch.from_numpy(image / 500.0)[None],
+                            torch.from_numpy(layers.astype(np.int64)))
+    moved = augment(sample, 0.07, np.random.default_rng(1))
+    assert not torch.equal(moved.image, sample.image)  # it did move
+    # compare where the moved intensity is pure, not a linear mix across a block border
+    value = moved.image[0].numpy() * 500.0 / 100.0
+    pure = np.abs(value - np.round(value)) < 0.02
+    assert pure.mean() > 0.5
+    assert (moved.layers[0].numpy() == labels_of(moved.image[0].numpy()))[pure].mean() > 0.97
+
+
+def test_augmentation_of_grids_of_different_size_moves_them_alike():
+    image, layers = synthetic((24, 24, 24), block=6)
+    dataset = SupervoxelDataset([image], [layers], (24, 24, 24), (12, 12, 12))
+    moved = augment(dataset[0], 0.07, np.random.default_rng(2))
+    # the moved image, read at the label grid's voxel centres, still gives the labels
+    small = torch.nn.functional.interpolate(moved.image[None], size=(12, 12, 12),
+                                            mode="trilinear", align_corners=True)[0, 0]
+    assert (moved.layers[0].numpy() == labels_of(small.numpy())).mean() > 0.8
+
+
+def test_a_tiny_batch_is_overfitted():
+    image, layers = synthetic()
+    dataset = SupervoxelDataset([image], [layers], (16, 16, 16), (8, 8, 8))
+    torch.manual_seed(0)
+    model = build_model("deeplab", "slic", TWO_LAYERS)
+    cfg = TrainingConfig(iterations=40, batch_size=1, learning_rate=0.004, augment_std=0.0,
+                         seed=0)
+    history = train(model, dataset, cfg, progress=False, device="cpu")
+    assert history["loss"][-1] < history["loss"][0] / 5
+
+
+def test_training_is_deterministic_on_the_cpu():
+    image, layers = synthetic()
+    dataset = SupervoxelDataset([image, image[::-1].copy()], [layers, layers[:, ::-1].copy()],
+                                (16, 16, 16), (8, 8, 8))
+    cfg = TrainingConfig(iterations=3, batch_size=2, seed=5)
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        losses.append(train(build_model(cfg=TWO_LAYERS), dataset, cfg, progress=False,
+                            device="cpu")["loss"])
+    assert losses[0] == losses[1]
+
+
+def test_regression_head_trains_at_supervoxel_centres():
+    image, layers = synthetic()
+    field = np.ones((3, 16, 16, 16), np.float32)
+    dataset = SupervoxelDataset([image], [layers], (16, 16, 16), (8, 8, 8),
+                                displacements=[field])
+    assert centre_mask(dataset[0].layers[None]).sum() > 0
+    torch.manual_seed(0)
+    history = train(build_model("unet", "regression"), dataset,
+                    TrainingConfig(iterations=15, batch_size=1, augment_std=0.0),
+                    progress=False, device="cpu")
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_loss_and_accuracy_shapes():
+    logits = torch.zeros(1, 2, 128, 4, 4, 4)
+    logits[:, :, 5] = 10.0
+    targets = torch.full((1, 2, 4, 4, 4), 5, dtype=torch.long)
+    assert float(supervoxel_loss(logits, targets)) < 0.01
+    assert torch.equal(layer_accuracy(logits, targets), torch.ones(2))
+    with pytest.raises(ValueError, match="must match"):
+        supervoxel_loss(logits, targets[:, :1])
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = build_model().eval()
+    path = save_checkpoint(tmp_path / "model.pt", model, preset="smoke")
+    restored, content = load_checkpoint(path)
+    restored.eval()
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), restored(x))
+    assert content["preset"] == "smoke" and content["backbone"] == "deeplab"
+    assert content["package_version"]
+
+
+def test_checkpoint_of_another_shape_or_corrupt_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "unet.pt", build_model("unet", "slic"), preset="smoke")
+    with pytest.raises(ValueError, match="does not fit this model"):
+        load_checkpoint(path, build_model("deeplab", "slic"))
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_checkpoint(broken)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_dataset_bad_input():
+    image, layers = synthetic()
+    with pytest.raises(ValueError, match="must pair up"):
+        SupervoxelDataset([image, image], [layers], (16, 16, 16), (8, 8, 8))
+    with pytest.raises(ValueError, match=r"expected an image \(D, H, W\)"):
+        SupervoxelDataset([image[0]], [layers], (16, 16, 16), (8, 8, 8))
