@@ -25,13 +25,16 @@
 # - how the template's supervoxels are carried onto every training scan.
 
 # %% tags=["colab"]
-# On Google Colab, install the package first (this cell does nothing elsewhere).
+# On Google Colab, fetch the repository (with its pretrained weights) and install it
+# (this cell does nothing elsewhere).
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/slicreg-lite/slicreg_lite"], check=True)
+    subprocess.run(["git", "clone", "-q", "https://github.com/slicreg-lite/slicreg_lite"])
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "slicreg_lite"],
+                   check=True)
+    sys.path.insert(0, "slicreg_lite")
 
 # %% tags=["parameters"]
 # The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,

@@ -1,6 +1,7 @@
 """Command line: ``python -m slicreg_lite --help``.
 
 ``run``     the main job: every stage of the pipeline on the phantom cohort, then the table.
+``train``   train a network of step 3 and store it under ``data/weights`` (shipped weights).
 ``export``  write the phantom cohort as NIfTI files in the BCV "AbdomenIsoCrop" layout.
 """
 
@@ -84,6 +85,25 @@ def _export(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from . import pipeline
+
+    cfg = get_config(args.preset)
+    pairs = [("deeplab", "slic"), ("unet", "slic"), ("deeplab", "regression"),
+             ("unet", "regression")] if args.all else [(args.backbone, args.head)]
+    for backbone, head in pairs:
+        print(f"training {backbone} + {head} under {cfg.name!r} "
+              f"({cfg.training.iterations} iterations of {cfg.training.batch_size} scans)")
+        _, checkpoint = pipeline.network(cfg, backbone, head, retrain=True,
+                                         progress=not args.quiet)
+        history = checkpoint["history"]
+        target = pipeline.publish_weights(cfg, backbone, head)
+        final = history["validation"][-1][1] if history["validation"] else float("nan")
+        print(f"  {history['seconds']:.0f} s, loss {history['loss'][0]:.2f} -> "
+              f"{history['loss'][-1]:.2f}, validation {final:.3f}; wrote {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (shown by ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -103,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder for the result files (default: results/<preset>/)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
+
+    train = commands.add_parser(
+        "train", help="train a network and store it as shipped weights (data/weights)",
+        description="Train a network of step 3 from scratch on the teacher's supervoxels "
+                    "and write it to data/weights/<preset>/ with its checksum.")
+    train.add_argument("--preset", default="lite", choices=PRESET_NAMES)
+    train.add_argument("--backbone", default="deeplab", choices=("deeplab", "unet"))
+    train.add_argument("--head", default="slic", choices=("slic", "regression"))
+    train.add_argument("--all", action="store_true",
+                       help="all four backbone/head pairs of the evaluation table")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(handler=_train)
 
     export = commands.add_parser(
         "export", help="write the phantom cohort as NIfTI files (BCV layout)",

@@ -149,8 +149,7 @@ class TeacherConfig:
 class NetworkConfig:
     """3D DeepLab (MobileNetV2 + ASPP) and its UNet / regression variants."""
 
-    backbone: str = "deeplab"
-    head: str = "slic"
+    input_shape: tuple[int, int, int] = (48, 40, 56)  # network input grid; output is half
     n_layers: int = 16
     n_classes: int = 128
     aspp_channels: int = 128
@@ -165,6 +164,7 @@ class TrainingConfig:
 
     iterations: int = 4000
     batch_size: int = 4
+    validate_every: int = 100
     learning_rate: float = 0.004
     augment_std: float = 0.07  # random affine: identity + N(0, std) on the 3x4 matrix
     intensity_scale: float = 500.0
@@ -259,13 +259,16 @@ def _smoke() -> Config:
         teacher=TeacherConfig(affine_factors=(2,), affine_radii=(3,), affine_iterations=(2,),
                               affine_block_spacing=2, grid_spacings=(4, 3), search_radii=(2, 1),
                               quantisations=(1, 1), n_jobs=1),
-        training=TrainingConfig(iterations=5, batch_size=2),
+        network=NetworkConfig(input_shape=(32, 28, 36)),
+        training=TrainingConfig(iterations=5, batch_size=2, validate_every=5),
         adam=AdamConfig(iterations=20, pool_kernel=3, tps_grid_step=2),
     )
 
 
 def _lite() -> Config:
-    return Config(name="lite", training=TrainingConfig(iterations=600, batch_size=2))
+    # The network sees the scans at 8 mm (48 x 40 x 56) and answers at 16 mm: that keeps
+    # training within minutes and inference under a second on a laptop CPU.
+    return Config(name="lite", training=TrainingConfig(iterations=300, batch_size=2))
 
 
 def _paper() -> Config:
@@ -276,6 +279,7 @@ def _paper() -> Config:
         teacher=TeacherConfig(affine_factors=(8, 4, 2), affine_radii=(6, 3, 2),
                               affine_iterations=(2, 2, 2), grid_spacings=(12, 10, 8, 6, 5),
                               search_radii=(6, 5, 4, 3, 2), quantisations=(3, 2, 2, 1, 1)),
+        network=NetworkConfig(input_shape=(192, 160, 256)),
         training=TrainingConfig(iterations=4000, batch_size=4),
     )
 

@@ -560,3 +560,23 @@ def jacobian_stats(displacement, mask=None) -> dict[str, float]:
         "std_log_jacobian": float(np.std(log_jacobian)),
         "percent_folding": float(100.0 * np.mean(determinant <= 0)),
     }
+
+
+def supervoxel_agreement(predicted, target) -> np.ndarray:
+    """Per layer, the fraction of body voxels whose supervoxel label matches the target.
+
+    Parameters
+    ----------
+    predicted, target : array_like of int, shape (L, D, H, W)
+        Supervoxel layers (0 = background); the body is where ``target`` is not 0.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (L,)
+    """
+    predicted, target = np.asarray(predicted), np.asarray(target)
+    if predicted.shape != target.shape or predicted.ndim != 4:
+        raise ValueError(f"predicted and target must be layers of one shape (L, D, H, W); "
+                         f"got {predicted.shape} and {target.shape}")
+    body = target > 0
+    return ((predicted == target) & body).sum((1, 2, 3)) / np.maximum(body.sum((1, 2, 3)), 1)

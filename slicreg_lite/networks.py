@@ -29,11 +29,13 @@ torch.Size([1, 16, 128, 16, 16, 16])
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import NetworkConfig, config_section
+from .config import Config, NetworkConfig, config_section
 
 #: The backbone of METHOD.md: channels and depthwise strides of the eight blocks.
 BACKBONE_IN = (1, 24, 24, 32, 48, 48, 48, 64)
@@ -252,12 +254,19 @@ def build_model(backbone: str = "deeplab", head: str = "slic", cfg=None) -> Supe
     """Assemble a network: ``backbone`` in {"deeplab", "unet"}, ``head`` in {"slic",
     "regression"}, sizes from ``cfg`` (a Config or NetworkConfig; default: the defaults).
 
+    Given a whole Config, the head predicts ``cfg.supervoxels.n_layers`` layers of
+    ``cfg.supervoxels.n_supervoxels`` classes (what step 1 made).
+
     Raises
     ------
     ValueError
         For an unknown backbone or head name.
     """
     network_cfg = NetworkConfig() if cfg is None else config_section(cfg, NetworkConfig)
+    if isinstance(cfg, Config):
+        # one source of truth: the head predicts the layers step 1 made
+        network_cfg = dataclasses.replace(network_cfg, n_layers=cfg.supervoxels.n_layers,
+                                          n_classes=cfg.supervoxels.n_supervoxels)
     builders = {"deeplab": lambda: DeepLabDecoder(network_cfg), "unet": UNetBackbone3d}
     heads = {"slic": SupervoxelHead, "regression": RegressionHead}
     if backbone not in builders:
@@ -276,6 +285,41 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["build_model", "count_parameters", "MobileNetV2Backbone3d", "ASPP3d",
-           "DeepLabDecoder", "UNetBackbone3d", "SupervoxelHead", "RegressionHead",
-           "InvertedResidual3d", "SupervoxelNetwork"]
+
+@torch.no_grad()
+def predict_supervoxels(model: SupervoxelNetwork, image, input_shape, output_shape=None, *,
+                        intensity_scale: float = 500.0, device=None):
+    """The supervoxel layers a network predicts for a scan.
+
+    Parameters
+    ----------
+    model : SupervoxelNetwork
+        With the "slic" head.
+    image : numpy.ndarray, shape (D, H, W)
+        CT in HU, on any grid covering the scan.
+    input_shape : tuple of 3 ints
+        The network's input grid (``cfg.network.input_shape``).
+    output_shape : tuple of 3 ints, optional
+        Grid of the returned labels (e.g. the supervoxel grid); default: the network's own
+        output grid (half of ``input_shape``).
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (L, *output_shape)
+        The most likely label of every layer at every voxel.
+    """
+    import numpy as np
+
+    from .spatial import resize
+
+    if getattr(model, "head_name", "slic") != "slic":
+        raise ValueError("predict_supervoxels needs a network with the 'slic' head; got "
+                         f"{getattr(model, 'head_name', '?')!r}")
+    device = torch.device(device or next(model.parameters()).device)
+    model.eval()
+    scaled = resize(np.asarray(image, dtype=np.float32) / intensity_scale, input_shape)
+    logits = model(torch.from_numpy(scaled)[None, None].to(device))[0]
+    labels = logits.argmax(1).to(torch.uint8).cpu().numpy()  # (L, d, h, w)
+    if output_shape is not None and tuple(output_shape) != labels.shape[1:]:
+        labels = resize(labels, output_shape, mode="nearest")
+    return labels

@@ -40,6 +40,10 @@ from .supervoxels import body_mask, slic_layers
 SUPERVOXELS_VERSION = 1
 #: Bump when the teacher (deeds-lite) changes its results.
 TEACHER_VERSION = 2
+#: Bump when the networks or their training change.
+NETWORK_VERSION = 1
+#: The config sections a trained network depends on.
+NETWORK_SECTIONS = ("phantom", "split", "supervoxels", "teacher", "network", "training")
 
 CACHE_ENV = "SLICREG_CACHE"
 
@@ -353,3 +357,162 @@ def teacher_dice(cfg: Config, results: dict[int, Supervision]) -> DiceTable:
         table.add("deeds-lite: affine + deformable", i,
                   dice_per_label(warp_labels(template.labels, result.displacement), target))
     return table
+
+
+# ---------------------------------------------------------------------------- networks
+def weights_dir() -> Path:
+    """``data/weights`` of the source checkout: shipped pretrained weights + manifest."""
+    return Path(__file__).resolve().parent.parent / "data" / "weights"
+
+
+def _network_key(cfg: Config, backbone: str, head: str) -> str:
+    return f"{backbone}-{head}-v{NETWORK_VERSION}-{cfg.section_key(*NETWORK_SECTIONS)}"
+
+
+def _shipped_weights(cfg: Config, backbone: str, head: str) -> Path | None:
+    """The shipped weights for this configuration, if present, verified and current."""
+    from .datasets import sha256_of
+
+    manifest_path = weights_dir() / "manifest.json"
+    name = f"{cfg.name}/{backbone}_{head}.pt"
+    if not manifest_path.exists():
+        return None
+    entry = json.loads(manifest_path.read_text()).get(name)
+    path = weights_dir() / name
+    if entry is None or not path.exists():
+        return None
+    if entry.get("config_key") != _network_key(cfg, backbone, head):
+        warnings.warn(f"shipped weights {name} were trained with other parameters or an "
+                      "older version; training anew instead", stacklevel=3)
+        return None
+    if sha256_of(path) != entry.get("sha256"):
+        warnings.warn(f"shipped weights {name} do not match their checksum in "
+                      f"{manifest_path}; training anew instead", stacklevel=3)
+        return None
+    return path
+
+
+def training_data(cfg: Config, ids=None, *, displacements: bool = False, progress: bool = True):
+    """The teacher-supervised scans as a :class:`~slicreg_lite.training.SupervoxelDataset`."""
+    from .training import SupervoxelDataset
+
+    supervised = supervision(cfg, ids, progress=progress)
+    subjects = cohort(cfg, tuple(supervised), progress=progress)
+    input_shape = tuple(cfg.network.input_shape)
+    return SupervoxelDataset(
+        [subjects[i].image for i in supervised], [supervised[i].layers for i in supervised],
+        input_shape, tuple(n // 2 for n in input_shape),
+        displacements=[supervised[i].displacement for i in supervised] if displacements
+        else None, intensity_scale=cfg.training.intensity_scale)
+
+
+def network(cfg: Config, backbone: str = "deeplab", head: str = "slic", *,
+            retrain: bool = False, progress: bool = True):
+    """Step 3: a trained network: the shipped weights, the cache, or a training run.
+
+    Parameters
+    ----------
+    cfg : Config
+    backbone : {"deeplab", "unet"}
+    head : {"slic", "regression"}
+    retrain : bool
+        Ignore shipped and cached weights and train from scratch (the result is cached).
+    progress : bool
+
+    Returns
+    -------
+    model : SupervoxelNetwork
+        In evaluation mode, on the CPU.
+    checkpoint : dict
+        What was stored with it: ``history`` (loss curve, validation), ``seconds``,
+        ``preset``, ``package_version``.
+    """
+    import time
+
+    from .networks import build_model
+    from .training import load_checkpoint, save_checkpoint, train
+
+    if not retrain:
+        shipped = _shipped_weights(cfg, backbone, head)
+        if shipped is not None:
+            model, checkpoint = load_checkpoint(shipped, build_model(backbone, head, cfg))
+            return model.eval(), checkpoint
+    folder = stage_dir(cfg, f"network-{backbone}-{head}", NETWORK_SECTIONS, NETWORK_VERSION)
+    path = folder / "model.pt"
+    if path.exists() and not retrain:
+        try:
+            model, checkpoint = load_checkpoint(path, build_model(backbone, head, cfg))
+            return model.eval(), checkpoint
+        except ValueError as error:
+            warnings.warn(f"cached network {path} is unusable ({error}); training anew",
+                          stacklevel=2)
+    dataset = training_data(cfg, displacements=head == "regression", progress=progress)
+    validation = training_data(cfg, cfg.split.evaluation_ids[:2],
+                               displacements=head == "regression", progress=progress)
+    import torch
+
+    torch.manual_seed(cfg.training.seed)
+    model = build_model(backbone, head, cfg)
+    start = time.perf_counter()
+    history = train(model, dataset, cfg.training, validation=validation,
+                    validate_every=cfg.training.validate_every, progress=progress)
+    history["seconds"] = time.perf_counter() - start
+    save_checkpoint(path, model.cpu(), preset=cfg.name, history=history)
+    _, checkpoint = load_checkpoint(path, model)
+    return model.eval(), checkpoint
+
+
+def publish_weights(cfg: Config, backbone: str, head: str, checkpoint_path: Path | None = None
+                    ) -> Path:
+    """Copy a trained network into ``data/weights/<preset>/`` and record its checksum.
+
+    Run by ``python -m slicreg_lite train``; the manifest ties the file to the exact
+    configuration it was trained with (a later change of parameters is detected).
+    """
+    import shutil
+
+    from .datasets import sha256_of
+    from .files import atomic_write
+
+    if checkpoint_path is None:
+        checkpoint_path = stage_dir(cfg, f"network-{backbone}-{head}", NETWORK_SECTIONS,
+                                    NETWORK_VERSION) / "model.pt"
+    name = f"{cfg.name}/{backbone}_{head}.pt"
+    target = weights_dir() / name
+    atomic_write(target, lambda temporary: shutil.copyfile(checkpoint_path, temporary))
+    manifest_path = weights_dir() / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest[name] = {"sha256": sha256_of(target), "config_key": _network_key(cfg, backbone, head),
+                      "package_version": __version__,
+                      "command": f"python -m slicreg_lite train --preset {cfg.name} "
+                                 f"--backbone {backbone} --head {head}"}
+    atomic_write_json(manifest_path, dict(sorted(manifest.items())))
+    return target
+
+
+def network_agreement(cfg: Config, model, ids=None, *, progress: bool = True) -> dict:
+    """How well predicted supervoxels match the teacher's on (test) scans, per layer.
+
+    Returns
+    -------
+    dict
+        ``"network"``: (n_subjects, L) agreement of the prediction with the teacher-warped
+        layers; ``"template"``: the same for the trivial baseline of using the template's
+        own, unwarped supervoxels; both on the supervoxel grid, inside the body.
+    """
+    from .metrics import supervoxel_agreement
+    from .networks import predict_supervoxels
+
+    ids = cfg.split.evaluation_ids if ids is None else tuple(ids)
+    supervised = supervision(cfg, ids, progress=progress)
+    subjects = cohort(cfg, ids, progress=progress)
+    template_layers = template_supervoxels(cfg, progress=progress).layers
+    rows = {"network": [], "template": []}
+    for i in ids:
+        target = supervised[i].layers
+        predicted = predict_supervoxels(model, subjects[i].image, cfg.network.input_shape,
+                                        target.shape[1:],
+                                        intensity_scale=cfg.training.intensity_scale)
+        rows["network"].append(supervoxel_agreement(predicted, target))
+        rows["template"].append(supervoxel_agreement(template_layers, target))
+    return {name: np.array(values) for name, values in rows.items()}

@@ -148,3 +148,53 @@ def test_supervision_on_a_local_dask_cluster(cache):
         results = pipeline.supervision(SMOKE, ids=SMOKE.split.train_ids[:1], n_jobs=-1,
                                        progress=False)
     assert len(results) == 1
+
+
+@pytest.fixture
+def weights(tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    monkeypatch.setattr(pipeline, "weights_dir", lambda: folder)
+    return folder
+
+
+def test_network_is_trained_cached_published_and_loaded(cache, weights):
+    import torch
+
+    model, checkpoint = pipeline.network(SMOKE, progress=False)
+    assert len(checkpoint["history"]["loss"]) == SMOKE.training.iterations
+    assert checkpoint["history"]["validation"]
+    [cached] = cache.rglob("network-deeplab-slic-*/model.pt")
+    mtime = cached.stat().st_mtime_ns
+    again, _ = pipeline.network(SMOKE, progress=False)  # from the cache
+    assert cached.stat().st_mtime_ns == mtime
+    x = torch.randn(1, 1, *SMOKE.network.input_shape)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    target = pipeline.publish_weights(SMOKE, "deeplab", "slic")
+    assert target == weights / "smoke" / "deeplab_slic.pt"
+    cached.unlink()  # now only the shipped weights can serve
+    shipped, _ = pipeline.network(SMOKE, progress=False)
+    with torch.no_grad():
+        assert torch.equal(model(x), shipped(x))
+    agreement = pipeline.network_agreement(SMOKE, shipped, progress=False)
+    assert agreement["network"].shape == (len(SMOKE.split.evaluation_ids),
+                                          SMOKE.supervoxels.n_layers)
+    assert ((agreement["template"] >= 0) & (agreement["template"] <= 1)).all()
+
+
+def test_shipped_weights_of_other_parameters_or_damaged_are_not_used(cache, weights):
+    pipeline.network(SMOKE, progress=False)
+    target = pipeline.publish_weights(SMOKE, "deeplab", "slic")
+    other = SMOKE.with_updates(training={"learning_rate": 0.001})
+    with pytest.warns(UserWarning, match="other parameters"):
+        pipeline.network(other, progress=False)
+    target.write_bytes(target.read_bytes()[:-10] + b"0123456789")
+    with pytest.warns(UserWarning, match="checksum"):
+        pipeline.network(SMOKE, progress=False)
+
+
+def test_cli_train_writes_weights(cache, weights, capsys):
+    assert main(["train", "--preset", "smoke", "--backbone", "unet", "--quiet"]) == 0
+    assert (weights / "smoke" / "unet_slic.pt").exists()
+    assert "unet_slic" in (weights / "manifest.json").read_text()
+    assert "wrote" in capsys.readouterr().out

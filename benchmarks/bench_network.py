@@ -1,0 +1,70 @@
+"""Speed and memory of the step-3 networks on the CPU (lite preset).
+
+Prints, measured in this run:
+
+- forward time per scan of the 3D DeepLab at the lite input grid (8 mm, 48 x 40 x 56),
+  and, as the reference, at the scan's own 4 mm grid (96 x 80 x 112): the ratio says what
+  the coarser input buys;
+- training iterations per second (batch of 2, with augmentation, forward + backward);
+- the process's peak resident memory (training included);
+- the same for the UNet variant.
+
+Targets (issue 5): inference at most 1 s per scan; peak memory under 4 GB; training the
+lite DeepLab from scratch in at most 10 minutes (lite: iterations / (iterations/s)).
+
+Usage: ``python benchmarks/bench_network.py``
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+import torch
+
+from slicreg_lite.config import get_config
+from slicreg_lite.networks import build_model
+from slicreg_lite.training import SupervoxelDataset, train
+
+
+def forward_seconds(model, shape, repeats: int = 3) -> float:
+    x = torch.zeros(1, 1, *shape)
+    with torch.no_grad():
+        model(x)  # warm-up: allocations, kernel selection
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    cfg = get_config("lite")
+    design = tuple(cfg.network.input_shape)
+    reference = tuple(cfg.phantom.shape)
+    rng = np.random.default_rng(0)
+    images = [rng.normal(0, 100, reference).astype(np.float32) for _ in range(2)]
+    layers = [rng.integers(0, 128, (cfg.network.n_layers, *reference)).astype(np.uint8)
+              for _ in range(2)]
+    dataset = SupervoxelDataset(images, layers, design, tuple(n // 2 for n in design))
+    print(f"{'network':>10s} {'forward s':>10s} {'at 4 mm s':>10s} {'ratio':>6s} "
+          f"{'train it/s':>11s} {'10 min of training':>19s}")
+    for backbone in ("deeplab", "unet"):
+        torch.manual_seed(0)
+        model = build_model(backbone, "slic", cfg).eval()
+        fast = forward_seconds(model, design)
+        slow = forward_seconds(model, reference, repeats=1)
+        steps = 5
+        start = time.perf_counter()
+        train(model, dataset, cfg.training.__class__(iterations=steps, batch_size=2),
+              progress=False, device="cpu")
+        per_second = steps / (time.perf_counter() - start)
+        print(f"{backbone:>10s} {fast:10.2f} {slow:10.2f} {slow / fast:5.1f}x {per_second:11.2f} "
+              f"{per_second * 600:12.0f} iterations")
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    print(f"peak resident memory of this process: {peak_gb:.2f} GB (target < 4 GB); "
+          f"lite trains {cfg.training.iterations} iterations")
+
+
+if __name__ == "__main__":
+    main()
