@@ -49,6 +49,16 @@ def _run(args) -> int:
           f"took {seconds:.1f} s when computed). Dice (%) on those subjects:\n")
     print(teacher.to_markdown())
 
+    t = time.perf_counter()
+    model, checkpoint = pipeline.network(cfg, "deeplab", "slic", progress=not args.quiet)
+    agreement = pipeline.network_agreement(cfg, model, progress=not args.quiet)
+    network_line = (
+        f"3D DeepLab ({checkpoint['history']['seconds']:.0f} s of training): its supervoxels "
+        f"agree with the teacher's on {100 * agreement['network'].mean():.1f}% of the body "
+        f"voxels of the {len(agreement['network'])} test subjects (the template's own "
+        f"supervoxels: {100 * agreement['template'].mean():.1f}%)")
+    print(f"{network_line} [{time.perf_counter() - t:.1f} s]")
+
     table = pipeline.initial_alignment(cfg, subjects)
     method = "initial, not registered"
     print(f"\nDice (%) of the {len(cfg.split.evaluation_ids)} test subjects against template "
@@ -65,7 +75,7 @@ def _run(args) -> int:
             atomic_write_text(out / "table.md", table.to_markdown() + "\n\n"
                               + table.per_label_markdown(method) + "\n\n"
                               + "deeds-lite teacher on the training subjects:\n\n"
-                              + teacher.to_markdown() + "\n")
+                              + teacher.to_markdown() + "\n\n" + network_line + "\n")
         except OSError as error:
             print(f"error: cannot write results to {out}: {error}", file=sys.stderr)
             return 2

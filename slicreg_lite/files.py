@@ -39,6 +39,7 @@ def atomic_write(path, write) -> Path:
     os.close(fd)
     try:
         write(Path(temporary))
+        os.chmod(temporary, 0o644)  # mkstemp makes files private; results are for sharing
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):  # only when something failed
