@@ -121,38 +121,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Slic-Reg, learning-based inter-patient registration through deformable "
                     "supervoxels (Heinrich, MIDL 2021), on a synthetic abdominal CT cohort.")
     commands = parser.add_subparsers(dest="command", required=True)
+    # options every command has
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--preset", default="lite", choices=PRESET_NAMES,
+                        help="smoke: seconds (tests); lite: minutes on a laptop CPU (default); "
+                             "paper: the paper's sizes, for a GPU")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
 
     run = commands.add_parser(
-        "run", help="the main job: run the pipeline on the phantom cohort, print the table",
+        "run", parents=[common],
+        help="the main job: run the pipeline on the phantom cohort, print the table",
         description="Run every stage (cached under data/cache/<preset>) and print the Dice "
                     "table. Stages computed earlier are read from the cache.")
-    run.add_argument("--preset", default="lite", choices=PRESET_NAMES,
-                     help="smoke: seconds (tests); lite: minutes on a laptop CPU (default); "
-                          "paper: the paper's sizes, for a GPU")
     run.add_argument("--out", default="results", type=Path,
                      help="folder for the result files (default: results/<preset>/)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
 
     train = commands.add_parser(
-        "train", help="train a network and store it as shipped weights (data/weights)",
+        "train", parents=[common],
+        help="train a network and store it as shipped weights (data/weights)",
         description="Train a network of step 3 from scratch on the teacher's supervoxels "
                     "and write it to data/weights/<preset>/ with its checksum.")
-    train.add_argument("--preset", default="lite", choices=PRESET_NAMES)
     train.add_argument("--backbone", default="deeplab", choices=("deeplab", "unet"))
     train.add_argument("--head", default="slic", choices=("slic", "regression"))
     train.add_argument("--all", action="store_true",
                        help="all four backbone/head pairs of the evaluation table")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_train)
 
     export = commands.add_parser(
-        "export", help="write the phantom cohort as NIfTI files (BCV layout)",
+        "export", parents=[common], help="write the phantom cohort as NIfTI files (BCV layout)",
         description="Write img/imgNNNN.nii.gz and label/labelNNNN.nii.gz for every subject, "
                     "so that ITK-SNAP, 3D Slicer or nibabel can open them.")
     export.add_argument("dest", type=Path, help="destination folder")
-    export.add_argument("--preset", default="lite", choices=PRESET_NAMES)
-    export.add_argument("--quiet", action="store_true", help="no progress bars")
     export.set_defaults(handler=_export)
     return parser
 
