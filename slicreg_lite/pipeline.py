@@ -429,6 +429,8 @@ def network(cfg: Config, backbone: str = "deeplab", head: str = "slic", *,
     """
     import time
 
+    import torch
+
     from .networks import build_model
     from .training import load_checkpoint, save_checkpoint, train
 
@@ -449,8 +451,6 @@ def network(cfg: Config, backbone: str = "deeplab", head: str = "slic", *,
     dataset = training_data(cfg, displacements=head == "regression", progress=progress)
     validation = training_data(cfg, cfg.split.evaluation_ids[:2],
                                displacements=head == "regression", progress=progress)
-    import torch
-
     torch.manual_seed(cfg.training.seed)
     model = build_model(backbone, head, cfg)
     start = time.perf_counter()
