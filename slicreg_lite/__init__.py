@@ -7,9 +7,12 @@ package computes:
 - :mod:`slicreg_lite.spatial`: the coordinate convention, warping and resampling;
 - :mod:`slicreg_lite.phantom`: the synthetic abdominal CT cohort with 13 BTCV labels;
 - :mod:`slicreg_lite.datasets`: NIfTI I/O, the BCV / Learn2Reg layouts, downloads;
+- :mod:`slicreg_lite.supervoxels`, :mod:`slicreg_lite.teacher`,
+  :mod:`slicreg_lite.networks` / :mod:`slicreg_lite.training`, :mod:`slicreg_lite.adamreg`
+  and :mod:`slicreg_lite.regression`: steps 1 to 4 of the method;
 - :mod:`slicreg_lite.metrics`: Dice tables and Jacobian statistics;
 - :mod:`slicreg_lite.viz` and :mod:`slicreg_lite.widgets`: figures and sliders;
-- :mod:`slicreg_lite.pipeline`: the stages and their on-disk cache.
+- :mod:`slicreg_lite.pipeline`: the stages, their on-disk cache and the evaluation.
 """
 
 __version__ = "0.1.0"

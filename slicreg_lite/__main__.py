@@ -15,72 +15,81 @@ from pathlib import Path
 from .config import PRESET_NAMES, get_config
 
 
+def _writable_folder(folder: Path) -> str | None:
+    """None if files can be written in ``folder`` (created if needed), else the reason."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return str(error)
+    return None
+
+
 def _run(args) -> int:
     from . import pipeline
-    from .files import atomic_write_text
     from .supervoxels import encoding_resolution
 
     cfg = get_config(args.preset)
+    out = Path(args.out) / cfg.name
+    problem = _writable_folder(out)
+    if problem is not None:  # say so now, not after minutes of computing
+        print(f"error: cannot write the results to {out}: {problem}\n"
+              f"choose another folder with --out", file=sys.stderr)
+        return 2
+    progress = not args.quiet
     start = time.perf_counter()
     print(f"slicreg_lite: preset {cfg.name!r}, volumes {cfg.phantom.shape} at "
           f"{cfg.phantom.spacing_mm:g} mm, cache {pipeline.cache_root() / cfg.name}")
 
     t = time.perf_counter()
-    subjects = pipeline.cohort(cfg, progress=not args.quiet)
-    cohort_seconds = time.perf_counter() - t
-    print(f"phantom cohort: {len(subjects)} subjects ({len(cfg.split.train_ids)} training, "
+    subjects = pipeline.cohort(cfg, progress=progress)
+    print(f"[0] phantom cohort: {len(subjects)} subjects ({len(cfg.split.train_ids)} training, "
           f"{len(cfg.split.test_ids)} test, template #{cfg.split.template_id}) "
-          f"in {cohort_seconds:.1f} s")
+          f"in {time.perf_counter() - t:.1f} s")
 
     t = time.perf_counter()
-    template = pipeline.template_supervoxels(cfg, progress=not args.quiet)
+    template = pipeline.template_supervoxels(cfg, progress=progress)
     finest = encoding_resolution(template.layers, (len(template.layers),))[0]
-    print(f"template supervoxels: {len(template.layers)} layers x "
+    print(f"[1] template supervoxels: {len(template.layers)} layers x "
           f"{cfg.supervoxels.n_supervoxels - 1} + background on {template.image.shape} in "
           f"{time.perf_counter() - t:.1f} s; a voxel's {finest['layers']}-tuple of labels "
           f"narrows it to a cell {finest['ratio']:.0f}x smaller than one supervoxel")
 
     t = time.perf_counter()
-    supervised = pipeline.supervision(cfg, progress=not args.quiet)
+    supervised = pipeline.supervision(cfg, progress=progress)
     teacher = pipeline.teacher_dice(cfg, supervised)
     seconds = sum(s.timings["total"] for s in supervised.values()) / len(supervised)
-    print(f"deeds-lite teacher: template registered onto {len(supervised)} training subjects, "
-          f"supervoxels carried along ({time.perf_counter() - t:.1f} s now; each registration "
-          f"took {seconds:.1f} s when computed). Dice (%) on those subjects:\n")
-    print(teacher.to_markdown())
+    avg4 = teacher.column("deeds-lite: affine + deformable", "avg(4)")[0]
+    print(f"[2] deeds-lite teacher: template registered onto {len(supervised)} training "
+          f"subjects ({seconds:.1f} s each), supervoxels carried along; avg(4) Dice on them "
+          f"{avg4:.1f}% [{time.perf_counter() - t:.1f} s]")
 
     t = time.perf_counter()
-    model, checkpoint = pipeline.network(cfg, "deeplab", "slic", progress=not args.quiet)
-    agreement = pipeline.network_agreement(cfg, model, progress=not args.quiet)
-    network_line = (
-        f"3D DeepLab ({checkpoint['history']['seconds']:.0f} s of training): its supervoxels "
-        f"agree with the teacher's on {100 * agreement['network'].mean():.1f}% of the body "
-        f"voxels of the {len(agreement['network'])} test subjects (the template's own "
-        f"supervoxels: {100 * agreement['template'].mean():.1f}%)")
-    print(f"{network_line} [{time.perf_counter() - t:.1f} s]")
+    for backbone, head in [("deeplab", "slic"), ("unet", "slic"), ("deeplab", "regression"),
+                           ("unet", "regression")]:
+        _, checkpoint = pipeline.network(cfg, backbone, head, progress=progress)
+    print(f"[3] networks: DeepLab and UNet, each with the supervoxel and the regression head "
+          f"(shipped weights or trained) [{time.perf_counter() - t:.1f} s]")
 
-    table = pipeline.initial_alignment(cfg, subjects)
-    method = "initial, not registered"
-    print(f"\nDice (%) of the {len(cfg.split.evaluation_ids)} test subjects against template "
-          f"#{cfg.split.template_id}, mean +- std (for avg(4) and avg(13) over all "
-          f"subject-organ pairs, as in the paper):\n")
-    print(table.to_markdown())
-    print(f"\nPer organ ({method}):\n")
-    print(table.per_label_markdown(method))
+    t = time.perf_counter()
+    evaluation = pipeline.evaluate(cfg, progress=progress)
+    print(f"[4-5] every method on the {len(evaluation.subject_ids)} test subjects "
+          f"[{time.perf_counter() - t:.1f} s]\n")
+    print(f"Dice (%) of the test subjects registered to template #{cfg.split.template_id}, "
+          f"mean +- std (avg(4) and avg(13) over all subject-organ pairs, as in the paper); "
+          f"std(log J) and % J<=0 inside the template's body; seconds per registration:\n")
+    print(evaluation.to_markdown())
+    print()
+    for line in pipeline.findings(evaluation):
+        print(f"- {line}")
 
-    if args.out is not None:
-        out = Path(args.out) / cfg.name
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "table.md", table.to_markdown() + "\n\n"
-                              + table.per_label_markdown(method) + "\n\n"
-                              + "deeds-lite teacher on the training subjects:\n\n"
-                              + teacher.to_markdown() + "\n\n" + network_line + "\n")
-        except OSError as error:
-            print(f"error: cannot write results to {out}: {error}", file=sys.stderr)
-            return 2
-        print(f"\nwritten: {out / 'table.md'}")
-    print(f"\ntotal {time.perf_counter() - start:.1f} s")
+    total = time.perf_counter() - start
+    written = pipeline.write_results(cfg, evaluation, out, total_seconds=total)
+    print(f"\nwritten: {', '.join(str(p) for p in written)}")
+    print(f"total {total:.1f} s")
     return 0
 
 
@@ -130,11 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run", parents=[common],
-        help="the main job: run the pipeline on the phantom cohort, print the table",
-        description="Run every stage (cached under data/cache/<preset>) and print the Dice "
-                    "table. Stages computed earlier are read from the cache.")
+        help="the main job: run the whole pipeline on the phantom cohort, print the table",
+        description="Run every step of Slic-Reg on the synthetic cohort and print the "
+                    "paper's table: [0] make the phantom scans, [1] cut the template into "
+                    "supervoxels, [2] register the template to the training scans with "
+                    "deeds-lite (the teacher), [3] load (or train) the networks, [4] register "
+                    "the test scans with Adam and with the regression baseline, [5] measure "
+                    "Dice, folding and time. Every step is cached under "
+                    "data/cache/<preset>, so a second run only repeats [4] and [5].",
+        epilog="example: python -m slicreg_lite run --preset smoke --out /tmp/results")
     run.add_argument("--out", default="results", type=Path,
-                     help="folder for the result files (default: results/<preset>/)")
+                     help="folder for table.md, results.json and the figures; they go into "
+                          "OUT/<preset>/ (default: results/<preset>/)")
     run.set_defaults(handler=_run)
 
     train = commands.add_parser(

@@ -51,6 +51,23 @@ ALL_LABELS = tuple(range(1, NUM_LABELS + 1))
 #: The columns of the paper's table (METHOD.md), in its order.
 PAPER_COLUMNS = ("spleen", "r.kidney", "l.kidney", "liver", "avg(4)", "avg(13)")
 
+#: Table 1 of the paper (Heinrich, MIDL 2021): Dice % (mean, std) of 9 BCV test scans
+#: registered to template #38, in the order of :data:`PAPER_COLUMNS`.
+PAPER_TABLE = {
+    "initial, not registered": ((18.0, 17.7), (12.5, 14.9), (9.0, 12.5), (26.2, 18.1),
+                                (16.4, 16.6), (8.8, 13.4)),
+    "PDD-Net, two warps": ((48.8, 26.5), (49.0, 23.3), (42.3, 23.0), (60.2, 23.6),
+                           (50.1, 24.0), (29.1, 25.3)),
+    "3D UNet + regression + RW": ((30.2, 16.8), (41.9, 17.8), (35.3, 8.8), (57.4, 8.5),
+                                  (41.2, 16.7), (23.2, 18.2)),
+    "3D UNet + Slic + Adam": ((57.1, 9.4), (38.4, 12.1), (41.8, 12.1), (71.8, 9.0),
+                              (52.3, 17.0), (30.0, 22.1)),
+    "3D DeepLab + regression + RW": ((31.1, 16.6), (45.6, 15.6), (43.2, 10.6), (57.7, 8.4),
+                                     (44.4, 15.9), (25.1, 19.3)),
+    "Slic-Reg: 3D DeepLab + Slic + Adam": ((62.4, 9.2), (50.8, 11.8), (49.1, 13.5),
+                                           (74.1, 8.6), (59.1, 14.6), (31.8, 23.6)),
+}
+
 # Short column names of the paper; every full name of config.LABEL_NAMES works too.
 _SHORT_NAMES = {"r.kidney": 2, "l.kidney": 3}
 # Averages over several labels; the label numbers are 1-based.

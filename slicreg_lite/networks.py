@@ -323,3 +323,41 @@ def predict_supervoxels(model: SupervoxelNetwork, image, input_shape, output_sha
     if output_shape is not None and tuple(output_shape) != labels.shape[1:]:
         labels = resize(labels, output_shape, mode="nearest")
     return labels
+
+
+@torch.no_grad()
+def predict_displacement(model: SupervoxelNetwork, image, input_shape, output_shape=None, *,
+                         intensity_scale: float = 500.0, device=None):
+    """The displacement field a network with the regression head predicts for a scan.
+
+    Parameters
+    ----------
+    model : SupervoxelNetwork
+        With the "regression" head, trained on the teacher's fields.
+    image : numpy.ndarray, shape (D, H, W)
+        CT in HU.
+    input_shape : tuple of 3 ints
+        The network's input grid (``cfg.network.input_shape``).
+    output_shape : tuple of 3 ints, optional
+        Grid of the returned field; default: the network's own output grid.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (3, *output_shape)
+        In voxels of ``output_shape``: voxel ``y`` of the scan corresponds to template
+        voxel ``y + v(y)`` (the direction of the teacher's fields it learnt).
+    """
+    import numpy as np
+
+    from .spatial import resize, resize_displacement
+
+    if getattr(model, "head_name", "regression") != "regression":
+        raise ValueError("predict_displacement needs a network with the 'regression' head; "
+                         f"got {getattr(model, 'head_name', '?')!r}")
+    device = torch.device(device or next(model.parameters()).device)
+    model.eval()
+    scaled = resize(np.asarray(image, dtype=np.float32) / intensity_scale, input_shape)
+    field = model(torch.from_numpy(scaled)[None, None].to(device))[0].float().cpu().numpy()
+    if output_shape is not None and tuple(output_shape) != field.shape[1:]:
+        field = resize_displacement(field, output_shape)
+    return field

@@ -10,10 +10,13 @@ a later run simply continues.
 The cache root is ``$SLICREG_CACHE`` if set, else ``data/cache`` in a source checkout,
 else ``~/.cache/slicreg_lite``.
 
-Stages so far: :func:`cohort` (the phantom subjects), :func:`initial_alignment` (the
-Dice of the unregistered test subjects against the template),
-:func:`template_supervoxels` (the SLIC layers of step 1) and :func:`supervision` (the
-teacher registration of step 2, which carries those layers onto every training subject).
+The stages, in order: :func:`cohort` (the phantom subjects), :func:`initial_alignment`
+(the Dice of the unregistered test subjects against the template),
+:func:`template_supervoxels` (the SLIC layers of step 1), :func:`supervision` (the
+teacher registration of step 2, which carries those layers onto every training subject),
+:func:`network` (step 3), :func:`teacher_direct` (the teacher registering each test
+subject to the template, a row of the table) and :func:`evaluate` (steps 4 and 5: every
+method of the paper's table on the test subjects).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 from . import __version__
 from .config import Config
 from .datasets import Subject
-from .files import atomic_save_npz, atomic_write_json
+from .files import atomic_save_npz, atomic_write_json, atomic_write_text
 from .metrics import DiceTable, dice_per_label
 from .phantom import PHANTOM_VERSION, generate_subject
 from .spatial import resize
@@ -40,6 +43,8 @@ from .supervoxels import body_mask, slic_layers
 SUPERVOXELS_VERSION = 1
 #: Bump when the teacher (deeds-lite) changes its results.
 TEACHER_VERSION = 2
+#: Bump when the evaluation changes its results.
+EVALUATION_VERSION = 1
 #: Bump when the networks or their training change.
 NETWORK_VERSION = 1
 #: The config sections a trained network depends on.
@@ -73,13 +78,33 @@ def stage_dir(cfg: Config, stage: str, sections: tuple[str, ...], version: int) 
     """
     key = cfg.section_key(*sections)
     folder = cache_root() / cfg.name / f"{stage}-v{version}-{__version__}-{key}"
-    folder.mkdir(parents=True, exist_ok=True)
+    everything = cfg.to_dict()
+    expected = {"stage": stage, "preset": cfg.name, "version": version,
+                "package_version": __version__, **{s: everything[s] for s in sections}}
     manifest = folder / "config.json"
+    if not folder.exists():
+        # say so when an older version or other parameters left a cache of this stage
+        others = sorted(p.name for p in folder.parent.glob(f"{stage}-v*") if p.is_dir())
+        if others:
+            warnings.warn(f"the cache of stage {stage!r} in {folder.parent} was written by "
+                          f"another version or with other parameters ({', '.join(others)}); "
+                          f"it is not reused: computing {folder.name}", stacklevel=3)
+    elif manifest.exists():
+        try:
+            found = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            found = None
+        if found != expected:
+            # a folder copied from another preset, or edited by hand: never trust it
+            warnings.warn(f"cache folder {folder} was written for "
+                          f"{(found or {}).get('preset', 'unknown')!r} with other parameters "
+                          "than its name says; emptying it and computing anew", stacklevel=3)
+            for item in folder.iterdir():
+                if item.is_file():
+                    item.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
     if not manifest.exists():
-        everything = cfg.to_dict()
-        atomic_write_json(manifest, {"stage": stage, "preset": cfg.name, "version": version,
-                                     "package_version": __version__,
-                                     **{s: everything[s] for s in sections}})
+        atomic_write_json(manifest, expected)
     return folder
 
 
@@ -128,7 +153,8 @@ def cohort(cfg: Config, ids=None, *, progress: bool = True) -> dict[int, Subject
                 warnings.warn(f"cached subject {path} is unreadable ({error}); regenerating it",
                               stacklevel=2)
         missing.append(i)
-    for i in tqdm(missing, desc=f"phantom cohort ({cfg.name})", disable=not progress):
+    for i in tqdm(missing, desc=f"phantom cohort ({cfg.name})",
+                  disable=not progress or not missing):
         subjects[i] = generate_subject(i, cfg.phantom)
         _save_subject(folder / f"subject{i:04d}.npz", subjects[i])
     return {i: subjects[i] for i in ids}
@@ -516,3 +542,409 @@ def network_agreement(cfg: Config, model, ids=None, *, progress: bool = True) ->
         rows["network"].append(supervoxel_agreement(predicted, target))
         rows["template"].append(supervoxel_agreement(template_layers, target))
     return {name: np.array(values) for name, values in rows.items()}
+
+
+# ----------------------------------------------------------------- the teacher, direct
+@dataclass
+class DirectRegistration:
+    """The teacher registering one test subject (moving) to the template (fixed).
+
+    Attributes
+    ----------
+    subject_id : int
+    displacement : numpy.ndarray of float32, shape (3, D, H, W)
+        On the template's grid, pointing into the subject, in voxels.
+    timings : dict
+        Seconds per part of the registration.
+    """
+
+    subject_id: int
+    displacement: np.ndarray
+    timings: dict
+
+
+def _register_direct(cfg: Config, subject_id: int, template_image: np.ndarray,
+                     subject_image: np.ndarray, path: Path) -> None:
+    import torch
+
+    from .teacher import register
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, cfg.teacher.n_jobs)))
+    result = register(template_image, subject_image, cfg.teacher)
+    atomic_save_npz(path, subject_id=np.array(subject_id),
+                    displacement=result.displacement.astype(np.float16),
+                    timings=np.array(json.dumps(result.timings)))
+
+
+def teacher_direct(cfg: Config, ids=None, *, n_jobs: int | None = None,
+                   progress: bool = True) -> dict[int, DirectRegistration]:
+    """deeds-lite registering each test subject to the template: the table's teacher row.
+
+    The same registration as :func:`supervision` but in the evaluation's direction (the
+    template is fixed), so that every row of the table warps the subject's labels onto
+    the template. Cached per subject; runs ``cfg.teacher.n_jobs`` jobs in parallel.
+
+    Parameters
+    ----------
+    cfg : Config
+    ids : iterable of int, optional
+        Default: ``cfg.split.evaluation_ids``.
+
+    Returns
+    -------
+    dict of int -> DirectRegistration
+    """
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    ids = cfg.split.evaluation_ids if ids is None else tuple(int(i) for i in ids)
+    folder = stage_dir(cfg, "teacher-direct", ("phantom", "split", "teacher"), TEACHER_VERSION)
+    paths = {i: folder / f"subject{i:04d}.npz" for i in ids}
+
+    def load(path):
+        with np.load(path) as data:
+            return DirectRegistration(int(data["subject_id"]),
+                                      data["displacement"].astype(np.float32),
+                                      json.loads(str(data["timings"])))
+
+    results = {}
+    for i, path in paths.items():
+        if path.exists():
+            try:
+                results[i] = load(path)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                warnings.warn(f"cached registration {path} is unreadable ({error}); "
+                              "recomputing it", stacklevel=2)
+    missing = [i for i in ids if i not in results]
+    if missing:
+        template_id = cfg.split.template_id
+        subjects = cohort(cfg, (*missing, template_id), progress=progress)
+        jobs = (delayed(_register_direct)(cfg, i, subjects[template_id].image,
+                                          subjects[i].image, paths[i]) for i in missing)
+        runner = Parallel(n_jobs=cfg.teacher.n_jobs if n_jobs is None else n_jobs,
+                          return_as="generator_unordered")
+        for _ in tqdm(runner(jobs), total=len(missing),
+                      desc=f"deeds-lite, test subjects to template ({cfg.name})",
+                      disable=not progress):
+            pass
+        for i in missing:
+            results[i] = load(paths[i])
+    return {i: results[i] for i in ids}
+
+
+# -------------------------------------------------------------------------- evaluation
+#: The rows of the paper's table that the phantom reproduces, and what computes each:
+#: ``None`` = no registration, ``"teacher"`` = deeds-lite, else (backbone, head).
+METHODS = {
+    "initial, not registered": None,
+    "deeds-lite teacher (direct)": "teacher",
+    "3D UNet + regression + RW": ("unet", "regression"),
+    "3D UNet + Slic + Adam": ("unet", "slic"),
+    "3D DeepLab + regression + RW": ("deeplab", "regression"),
+    "Slic-Reg: 3D DeepLab + Slic + Adam": ("deeplab", "slic"),
+}
+SLIC_REG = "Slic-Reg: 3D DeepLab + Slic + Adam"
+TEACHER = "deeds-lite teacher (direct)"
+#: Columns after the paper's Dice columns.
+EXTRA_COLUMNS = ("std(log J)", "% J<=0", "inference s", "alignment s")
+RESULTS_SCHEMA = "slicreg_lite.results/1"
+
+
+@dataclass
+class Evaluation:
+    """Every method of the table on the test subjects.
+
+    Attributes
+    ----------
+    dice : DiceTable
+        Dice of each subject's labels warped onto the template, per method.
+    deformation : dict
+        ``method -> {"std_log_jacobian": [...], "percent_folding": [...]}``, one value per
+        subject, inside the template's body (empty lists for "initial").
+    seconds : dict
+        ``method -> {"inference": [...], "alignment": [...]}`` per registration: network
+        inference on the moving scan, and everything after it (for the teacher: the whole
+        registration, and no inference).
+    warped : dict
+        ``method -> {subject_id: labels}``: the warped label maps, for figures.
+    subject_ids : tuple of int
+    """
+
+    dice: DiceTable
+    deformation: dict
+    seconds: dict
+    warped: dict
+    subject_ids: tuple
+
+    def add(self, method: str, subject_id: int, warped: np.ndarray, template_labels,
+            displacement=None, body=None, inference: float | None = None,
+            alignment: float | None = None) -> None:
+        """Record one registration (``displacement`` None: no registration)."""
+        from .metrics import jacobian_stats
+
+        self.dice.add(method, subject_id, dice_per_label(warped, template_labels))
+        stats = self.deformation.setdefault(method, {"std_log_jacobian": [],
+                                                     "percent_folding": []})
+        if displacement is not None:
+            jacobian = jacobian_stats(displacement, body)
+            stats["std_log_jacobian"].append(jacobian["std_log_jacobian"])
+            stats["percent_folding"].append(jacobian["percent_folding"])
+        times = self.seconds.setdefault(method, {"inference": [], "alignment": []})
+        if inference is not None:
+            times["inference"].append(inference)
+        if alignment is not None:
+            times["alignment"].append(alignment)
+        self.warped.setdefault(method, {})[subject_id] = warped
+
+    def extra(self, method: str) -> dict[str, float]:
+        """The table's columns after the Dice: mean over subjects (NaN when not applicable)."""
+        def mean(values):
+            return float(np.mean(values)) if len(values) else float("nan")
+
+        stats, times = self.deformation[method], self.seconds[method]
+        return {"std(log J)": mean(stats["std_log_jacobian"]),
+                "% J<=0": mean(stats["percent_folding"]),
+                "inference s": mean(times["inference"]),
+                "alignment s": mean(times["alignment"])}
+
+    def to_markdown(self) -> str:
+        """The whole table: the paper's Dice columns, then deformation quality and time."""
+        dice_lines = self.dice.to_markdown().splitlines()
+        formats = {"std(log J)": "{:.3f}", "% J<=0": "{:.2f}", "inference s": "{:.2f}",
+                   "alignment s": "{:.2f}"}
+        lines = [dice_lines[0] + " " + " | ".join(EXTRA_COLUMNS) + " |",
+                 dice_lines[1] + "---|" * len(EXTRA_COLUMNS)]
+        for method, line in zip(self.dice.methods, dice_lines[2:]):
+            values = self.extra(method)
+            cells = ["-" if np.isnan(values[c]) else formats[c].format(values[c])
+                     for c in EXTRA_COLUMNS]
+            lines.append(line + " " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def to_json(self, cfg: Config, **extra) -> dict:
+        """The results as a JSON-ready dict (the schema of ``results.json``).
+
+        ``{"schema": "slicreg_lite.results/1", "preset", "package_version",
+        "template_id", "subject_ids", "columns": [...], "methods": {name: {"dice":
+        {column: [mean, std]}, "dice_per_subject": {id: [13 fractions or null]},
+        "std_log_jacobian": float|null, "percent_folding": float|null,
+        "max_percent_folding": float|null, "inference_seconds": float|null,
+        "alignment_seconds": float|null}}, **extra}``. Dice values are percentages,
+        per-subject scores fractions (as :func:`~slicreg_lite.metrics.dice_per_label`).
+        """
+        def number(value):
+            return None if value is None or not np.isfinite(value) else float(value)
+
+        content = self.dice.to_dict()["methods"]
+        methods = {}
+        for method in self.dice.methods:
+            values = self.extra(method)
+            folding = self.deformation[method]["percent_folding"]
+            methods[method] = {
+                "dice": content[method]["summary"],
+                "dice_per_subject": content[method]["scores"],
+                "std_log_jacobian": number(values["std(log J)"]),
+                "percent_folding": number(values["% J<=0"]),
+                "max_percent_folding": number(max(folding)) if folding else None,
+                "inference_seconds": number(values["inference s"]),
+                "alignment_seconds": number(values["alignment s"]),
+            }
+        return {"schema": RESULTS_SCHEMA, "preset": cfg.name, "package_version": __version__,
+                "template_id": cfg.split.template_id, "subject_ids": list(self.subject_ids),
+                "columns": list(self.dice.to_dict()["methods"][self.dice.methods[0]]["summary"]),
+                "methods": methods, **extra}
+
+
+def evaluate(cfg: Config, methods=None, *, progress: bool = True) -> Evaluation:
+    """Steps 4 and 5: register every test subject to the template with every method.
+
+    Each subject's organ labels are warped onto the template and compared with the
+    template's (labels are used only here, to measure). Networks come from
+    :func:`network` (shipped weights when they match), the teacher from
+    :func:`teacher_direct`.
+
+    Parameters
+    ----------
+    cfg : Config
+    methods : sequence of str, optional
+        Rows of :data:`METHODS`; all by default.
+    progress : bool
+
+    Returns
+    -------
+    Evaluation
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    from . import adamreg, regression
+    from .networks import predict_displacement, predict_supervoxels
+    from .spatial import warp_labels
+
+    methods = tuple(METHODS) if methods is None else tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; expected some of {list(METHODS)}")
+    ids = cfg.split.evaluation_ids
+    subjects = cohort(cfg, progress=progress)
+    template = subjects[cfg.split.template_id]
+    fixed_labels = template.labels
+    body = body_mask(template.image)
+    layers = template_supervoxels(cfg, progress=progress).layers
+    result = Evaluation(DiceTable(), {}, {}, {}, ids)
+    for method in methods:
+        kind = METHODS[method]
+        if kind is None:
+            for i in ids:
+                result.add(method, i, subjects[i].labels, fixed_labels)
+            continue
+        if kind == "teacher":
+            direct = teacher_direct(cfg, ids, progress=progress)
+            for i in ids:
+                field = direct[i].displacement
+                result.add(method, i, warp_labels(subjects[i].labels, field), fixed_labels,
+                           field, body, alignment=direct[i].timings["total"])
+            continue
+        backbone, head = kind
+        model, _ = network(cfg, backbone, head, progress=progress)
+        shape = template.image.shape
+        if head == "slic":
+            # the template through the same network: its systematic errors cancel
+            predicted = predict_supervoxels(model, template.image, cfg.network.input_shape,
+                                            layers.shape[1:],
+                                            intensity_scale=cfg.training.intensity_scale)
+            prepared = adamreg.prepare_template(layers, cfg, feature_layers=predicted)
+            # torch's first optimiser step pays a one-off start-up: not a registration cost
+            adamreg.register(prepared, prepared.features, cfg, iterations=2)
+        else:
+            prepared = adamreg.prepare_template(layers, cfg)
+        for i in tqdm(ids, desc=method, disable=not progress):
+            moving = subjects[i]
+            start = time.perf_counter()
+            if head == "slic":
+                predicted = predict_supervoxels(model, moving.image, cfg.network.input_shape,
+                                                layers.shape[1:],
+                                                intensity_scale=cfg.training.intensity_scale)
+                inference = time.perf_counter() - start
+                start = time.perf_counter()
+                features = adamreg.moving_features(predicted, prepared, cfg)
+                field = adamreg.register(prepared, features, cfg,
+                                         output_shape=shape).displacement
+            else:
+                predicted = predict_displacement(model, moving.image, cfg.network.input_shape,
+                                                 intensity_scale=cfg.training.intensity_scale)
+                inference = time.perf_counter() - start
+                start = time.perf_counter()
+                field = regression.register(prepared, predicted, cfg,
+                                            output_shape=shape).displacement
+            alignment = time.perf_counter() - start
+            result.add(method, i, warp_labels(moving.labels, field), fixed_labels, field, body,
+                       inference=inference, alignment=alignment)
+    return result
+
+
+def findings(evaluation: Evaluation) -> list[str]:
+    """The paper's comparisons, measured on this evaluation (one sentence each).
+
+    Each compares avg(4) Dice (mean over all subject-organ pairs, in %) or time per
+    registration between two rows; rows that were not evaluated are skipped.
+    """
+    table, rows = evaluation.dice, set(evaluation.dice.methods)
+    avg4 = {m: table.column(m, "avg(4)")[0] for m in rows}
+    lines = []
+
+    def both(a, b):
+        return a in rows and b in rows
+
+    if both(SLIC_REG, TEACHER):
+        lines.append(f"Slic-Reg reaches {100 * avg4[SLIC_REG] / avg4[TEACHER]:.0f}% of the "
+                     f"teacher's avg(4) ({avg4[SLIC_REG]:.1f} vs {avg4[TEACHER]:.1f}).")
+        slic, teacher = evaluation.extra(SLIC_REG), evaluation.extra(TEACHER)
+        lines.append(f"Its alignment step takes {slic['alignment s']:.2f} s per registration "
+                     f"(+ {slic['inference s']:.2f} s of network inference), "
+                     f"{teacher['alignment s'] / slic['alignment s']:.0f}x faster than the "
+                     f"teacher's {teacher['alignment s']:.1f} s.")
+    for backbone in ("3D DeepLab", "3D UNet"):
+        slic = SLIC_REG if backbone == "3D DeepLab" else "3D UNet + Slic + Adam"
+        regress = f"{backbone} + regression + RW"
+        if both(slic, regress):
+            lines.append(f"{backbone}: supervoxel classification + Adam beats regression + RW "
+                         f"by {avg4[slic] - avg4[regress]:+.1f} points "
+                         f"({avg4[slic]:.1f} vs {avg4[regress]:.1f}).")
+    if both(SLIC_REG, "3D UNet + Slic + Adam"):
+        lines.append(f"DeepLab vs UNet (both Slic + Adam): "
+                     f"{avg4[SLIC_REG] - avg4['3D UNet + Slic + Adam']:+.1f} points.")
+    if SLIC_REG in rows:
+        folding = evaluation.deformation[SLIC_REG]["percent_folding"]
+        lines.append(f"Slic-Reg folds {np.mean(folding):.2f}% of the body's voxels on "
+                     f"average (at most {np.max(folding):.2f}%).")
+    return lines
+
+
+def typical_subject(evaluation: Evaluation, method: str = SLIC_REG) -> int:
+    """The subject whose avg(4) Dice under ``method`` is the median one (for figures)."""
+    from .config import LARGE_ORGANS
+
+    if method not in evaluation.dice.methods:
+        method = evaluation.dice.methods[-1]
+    ids = evaluation.dice.subject_ids(method)
+    scores = evaluation.dice.scores(method)[:, [label - 1 for label in LARGE_ORGANS]]
+    order = np.argsort(np.nanmean(scores, axis=1))
+    return int(ids[order[len(order) // 2]])
+
+
+def write_results(cfg: Config, evaluation: Evaluation, folder: Path, **extra) -> list[Path]:
+    """Write ``table.md``, ``results.json`` and the figures into ``folder``.
+
+    Figures: ``dice_boxplots.png`` (per-organ Dice of every method) and
+    ``overlays.png`` (each method's warped labels of a typical subject over the
+    template, the template's own labels as outlines). ``extra`` goes into
+    ``results.json`` (e.g. the run time).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # no display needed
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_write
+    from .viz import show_dice_boxplots, show_method_overlays
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    subjects = cohort(cfg, (cfg.split.template_id,), progress=False)
+    template = subjects[cfg.split.template_id]
+    typical = typical_subject(evaluation)
+    text = (f"# Slic-Reg on the phantom cohort, preset {cfg.name!r}\n\n"
+            f"Dice (%) of the {len(evaluation.subject_ids)} test subjects registered to "
+            f"template #{cfg.split.template_id}, mean +- std (avg(4) and avg(13) over all "
+            "subject-organ pairs, as in the paper); std(log J) and % J<=0 inside the "
+            "template's body; seconds per registration.\n\n"
+            + evaluation.to_markdown() + "\n\n"
+            + "\n".join(f"- {line}" for line in findings(evaluation)) + "\n")
+    paths = [atomic_write_text(folder / "table.md", text),
+             atomic_write_json(folder / "results.json",
+                               evaluation.to_json(cfg, typical_subject=typical, **extra))]
+
+    def save(figure, name):
+        path = folder / name
+        atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
+        plt.close(figure)
+        paths.append(path)
+
+    ax = show_dice_boxplots(evaluation.dice, title=f"Dice per organ ({cfg.name})")
+    ax.figure.tight_layout()
+    save(ax.figure, "dice_boxplots.png")
+    warped = {method: evaluation.warped[method][typical] for method in evaluation.dice.methods}
+    centre = np.argwhere(template.labels > 0).mean(0).round().astype(int)  # through organs
+    figure = show_method_overlays(template.image, template.labels, warped, axis=2,
+                                  index=int(centre[2]))
+    figure.suptitle(f"subject {typical} (median Slic-Reg case) warped to template "
+                    f"#{cfg.split.template_id}", fontsize="small")
+    save(figure, "overlays.png")
+    return paths

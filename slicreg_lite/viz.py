@@ -347,6 +347,55 @@ def show_tree(image, points, parents, *, axis: int = 1, index: int | None = None
     return ax
 
 
+def show_keypoint_graph(image, points, edges, *, displacement=None, axis: int = 1,
+                        index: int | None = None, thickness: float = 2.0, ax=None,
+                        window: tuple[float, float] | None = SOFT_TISSUE_WINDOW,
+                        title: str | None = None, color: str = "tab:orange"):
+    """A CT slice with the keypoints near it, their graph edges and (optionally) motion.
+
+    Parameters
+    ----------
+    image : array_like, shape (D, H, W)
+    points : array_like, shape (N, 3)
+        Voxel coordinates (d, h, w) of the keypoints.
+    edges : array_like of int, shape (E, 2)
+        Pairs of point indices (e.g. ``KeypointGraph.edges``).
+    displacement : array_like, shape (N, 3), optional
+        Each keypoint's displacement in voxels; its in-plane part is drawn as an arrow.
+    thickness : float
+        Only points (and edges with both ends) within this many voxels of the slice.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    image = check_volume(image, "image", finite=False)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    axis = _check_axis(axis)
+    index = _check_index(index, image.shape[axis])
+    ax = show_slice(image, axis=axis, index=index, ax=ax, window=window, title=title)
+    near = np.abs(points[:, axis] - index) <= thickness
+    shown = edges[near[edges[:, 0]] & near[edges[:, 1]]]
+    rows_a, columns_a = _display_position(image.shape, axis, points[shown[:, 0]].T)
+    rows_b, columns_b = _display_position(image.shape, axis, points[shown[:, 1]].T)
+    segments = np.stack([np.stack([columns_a, rows_a], -1), np.stack([columns_b, rows_b], -1)],
+                        axis=1)
+    ax.add_collection(LineCollection(segments, colors=color, linewidths=0.6, alpha=0.7))
+    rows, columns = _display_position(image.shape, axis, points[near].T)
+    ax.scatter(columns, rows, s=10, c=color, edgecolors="k", linewidths=0.3, zorder=3)
+    if displacement is not None:
+        motion = np.asarray(displacement, dtype=np.float64).reshape(-1, 3)
+        if motion.shape != points.shape:
+            raise ValueError(f"displacement must have the points' shape {points.shape}; "
+                             f"got {motion.shape}")
+        a, b = _in_plane_axes(axis)
+        # display rows and columns run against axes b and a (see _display_position)
+        ax.quiver(columns, rows, -motion[near, a], -motion[near, b], color="tab:cyan",
+                  angles="xy", scale_units="xy", scale=1, width=0.004, zorder=4)
+    return ax
+
+
 def show_orthogonal(image, labels=None, *, point: Sequence[int] | None = None,
                     window: tuple[float, float] | None = SOFT_TISSUE_WINDOW,
                     alpha: float = 0.45, crosshair: bool = True, figsize=(12.0, 4.0)):
@@ -738,3 +787,91 @@ def _bar_heights(scores, name: str) -> tuple[np.ndarray, np.ndarray | None]:
         means.append(finite.mean() if finite.size else np.nan)
         stds.append(finite.std() if finite.size else np.nan)
     return np.array(means), np.array(stds)
+
+
+def show_dice_boxplots(table, *, methods: Sequence[str] | None = None,
+                       labels: Sequence[int] | None = None, ax=None,
+                       title: str | None = None):
+    """Box plots of Dice per organ: one group per organ, one box per method.
+
+    Parameters
+    ----------
+    table : DiceTable
+        Per-subject scores of every method (:class:`slicreg_lite.metrics.DiceTable`).
+    methods : sequence of str, optional
+        Which methods, in this order; all by default.
+    labels : sequence of int, optional
+        Organ label numbers (1..13); all 13 by default.
+    ax : matplotlib.axes.Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    methods = list(table.methods if methods is None else methods)
+    labels = list(range(1, NUM_LABELS + 1) if labels is None else labels)
+    if not methods:
+        raise ValueError("the table holds no method; nothing to draw")
+    ax = _new_axes(ax, figsize=(max(8.0, 1.1 * len(labels)), 4.5))
+    width = 0.8 / len(methods)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for m, method in enumerate(methods):
+        scores = table.scores(method) * 100.0  # (n_subjects, 13)
+        data = [scores[:, label - 1][np.isfinite(scores[:, label - 1])] for label in labels]
+        positions = np.arange(len(labels)) + (m - (len(methods) - 1) / 2) * width
+        colour = colours[m % len(colours)]
+        ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True,
+                   showfliers=False, boxprops={"facecolor": colour, "alpha": 0.6},
+                   medianprops={"color": "black"}, manage_ticks=False)
+        ax.plot([], [], color=colour, linewidth=6, alpha=0.6, label=method)  # legend entry
+    ax.set_xticks(np.arange(len(labels)))
+    ax.set_xticklabels([LABEL_NAMES[label - 1] for label in labels], rotation=45, ha="right")
+    ax.set_ylabel("Dice (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize="small", loc="upper right")
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def show_method_overlays(image, reference_labels, warped: dict, *, axis: int = 2,
+                         index: int | None = None, ncols: int = 3):
+    """One panel per method: its warped labels over the fixed scan, reference as outlines.
+
+    Parameters
+    ----------
+    image : array_like, shape (D, H, W)
+        The fixed scan (the template) in HU.
+    reference_labels : array_like, shape (D, H, W)
+        The fixed scan's own labels, drawn as outlines.
+    warped : dict
+        ``method name -> label map`` (the moving scan's labels warped onto ``image``).
+    axis, index : int
+        The slice (see :func:`view_slice`); by default the middle of ``axis``.
+    ncols : int
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if not warped:
+        raise ValueError("warped holds no method; nothing to draw")
+    image = check_volume(image, "image", finite=False)
+    reference_labels = check_labels(reference_labels, image.shape, "reference_labels")
+    nrows = int(np.ceil(len(warped) / ncols))
+    figure, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows),
+                                squeeze=False)
+    for ax, (method, labels) in zip(axes.ravel(), warped.items()):
+        show_slice(image, labels, axis=axis, index=index, ax=ax, title=method)
+        overlay_contours(ax, view_slice(reference_labels, axis, index), linewidth=0.8)
+        ax.title.set_fontsize("small")
+    for ax in axes.ravel()[len(warped):]:
+        ax.set_axis_off()
+    figure.tight_layout()
+    return figure

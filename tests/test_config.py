@@ -51,8 +51,9 @@ def test_unknown_preset_lists_the_valid_ones():
 
 
 def test_updates_and_frozen():
-    cfg = get_config("lite", adam={"alpha": 0.1})
-    assert cfg.adam.alpha == 0.1 and get_config("lite").adam.alpha == 0.015
+    cfg = get_config("lite", adam={"alpha": 0.5})
+    assert cfg.adam.alpha == 0.5 and get_config("lite").adam.alpha == 0.1
+    assert get_config("paper").adam.alpha == 0.015  # the paper's value
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.adam.alpha = 1.0
     with pytest.raises(ValueError, match="unknown field.*'alfa'"):

@@ -33,7 +33,8 @@ def test_cohort_is_cached_and_reused(cache):
 def test_changed_parameters_get_their_own_cache(cache):
     pipeline.cohort(SMOKE, ids=(1,), progress=False)
     other = SMOKE.with_updates(phantom={"seed": 99})
-    pipeline.cohort(other, ids=(1,), progress=False)
+    with pytest.warns(UserWarning, match="not reused"):
+        pipeline.cohort(other, ids=(1,), progress=False)
     folders = sorted(p.name for p in (cache / "smoke").iterdir())
     assert len(folders) == 2 and all(f.startswith("cohort-v") for f in folders)
     # each folder records what it was computed from
@@ -69,12 +70,73 @@ def test_initial_alignment_table(cache):
     assert 0 < mean < 60 and std >= 0
 
 
-def test_cli_run_prints_the_table(cache, tmp_path, capsys):
+def test_cli_run_prints_the_whole_table_and_writes_the_results(cache, tmp_path, capsys):
+    import json
+    import math
+
     assert main(["run", "--preset", "smoke", "--out", str(tmp_path / "out"), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "| initial, not registered |" in printed and "avg(4)" in printed
-    assert "left adrenal gland" in printed
-    assert (tmp_path / "out" / "smoke" / "table.md").exists()
+    header = next(line for line in printed.splitlines() if line.startswith("| method |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][1:]
+    assert columns == ["spleen", "r.kidney", "l.kidney", "liver", "avg(4)", "avg(13)",
+                       *pipeline.EXTRA_COLUMNS]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+            for line in printed.splitlines() if line.startswith("| ") and "+-" in line}
+    assert list(rows) == list(pipeline.METHODS)
+    for method, cells in rows.items():
+        for cell in cells[:6]:  # Dice: "mean+-std", both finite
+            mean, std = (float(x) for x in cell.split("+-"))
+            assert math.isfinite(mean) and math.isfinite(std) and 0 <= mean <= 100
+        registered = method != "initial, not registered"
+        for cell in cells[6:8]:  # deformation: every registration has one
+            assert (cell != "-") == registered
+            if registered:
+                assert math.isfinite(float(cell))
+        assert (cells[9] != "-") == registered  # the alignment time
+        assert (cells[8] != "-") == (registered and "teacher" not in method)  # inference
+    assert "Slic-Reg reaches" in printed and "faster than the teacher" in printed
+
+    out = tmp_path / "out" / "smoke"
+    for name in ("table.md", "results.json", "dice_boxplots.png", "overlays.png"):
+        assert (out / name).stat().st_size > 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["schema"] == pipeline.RESULTS_SCHEMA
+    assert results["preset"] == "smoke" and results["template_id"] == SMOKE.split.template_id
+    assert results["subject_ids"] == list(SMOKE.split.evaluation_ids)
+    assert results["columns"] == columns[:6]
+    assert results["typical_subject"] in SMOKE.split.evaluation_ids
+    assert math.isfinite(results["total_seconds"])
+    assert list(results["methods"]) == list(pipeline.METHODS)
+    for method, entry in results["methods"].items():
+        assert set(entry) == {"dice", "dice_per_subject", "std_log_jacobian",
+                              "percent_folding", "max_percent_folding", "inference_seconds",
+                              "alignment_seconds"}
+        assert set(entry["dice"]) == set(columns[:6])
+        assert all(len(v) == 2 and all(math.isfinite(x) for x in v)
+                   for v in entry["dice"].values())
+        assert sorted(map(int, entry["dice_per_subject"])) == sorted(SMOKE.split.evaluation_ids)
+        assert all(len(row) == 13 for row in entry["dice_per_subject"].values())
+        if method != "initial, not registered":
+            assert math.isfinite(entry["percent_folding"])
+            assert math.isfinite(entry["alignment_seconds"])
+
+
+def test_cache_of_another_preset_or_version_is_never_reused(cache):
+    import json
+
+    folder = pipeline.stage_dir(SMOKE, "cohort", ("phantom",), 2)
+    (folder / "subject0001.npz").write_bytes(b"computed for lite")
+    manifest = json.loads((folder / "config.json").read_text())
+    manifest["preset"] = "lite"
+    (folder / "config.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="written for 'lite'"):
+        again = pipeline.stage_dir(SMOKE, "cohort", ("phantom",), 2)
+    assert again == folder and not (folder / "subject0001.npz").exists()
+    assert json.loads((folder / "config.json").read_text())["preset"] == "smoke"
+    # an older version of the stage: a new folder, and a warning that names the old one
+    with pytest.warns(UserWarning, match="not reused"):
+        newer = pipeline.stage_dir(SMOKE, "cohort", ("phantom",), 3)
+    assert newer != folder
 
 
 def test_cli_rejects_unknown_preset(capsys):
@@ -87,7 +149,7 @@ def test_cli_unwritable_output(cache, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert main(["run", "--preset", "smoke", "--out", str(blocker), "--quiet"]) == 2
-    assert "cannot write results" in capsys.readouterr().err
+    assert "cannot write the results" in capsys.readouterr().err
 
 
 def test_cli_export(cache, tmp_path):

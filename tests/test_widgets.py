@@ -66,3 +66,32 @@ def test_teacher_explorer_registers_once_per_alpha(subjects):
     assert "affine" in explorer.info.value and len(explorer._fields) == 1
     explorer.alpha.value = 1.0  # a new weight: one more registration
     assert len(explorer._fields) == 2 and explorer.info.value.startswith("alpha 1,")
+
+
+def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
+    from slicreg_lite import adamreg
+    from slicreg_lite.supervoxels import body_mask, slic_layers
+    from slicreg_lite.widgets import AdamExplorer
+
+    cfg = get_config("smoke")
+    fixed, moving = subjects[38], subjects[1]
+    layers = slic_layers(fixed.image, body_mask(fixed.image), cfg.supervoxels)
+    template = adamreg.prepare_template(layers, cfg)
+    moved_layers = slic_layers(moving.image, body_mask(moving.image), cfg.supervoxels)
+    explorer = AdamExplorer(template, adamreg.moving_features(moved_layers, template, cfg),
+                            fixed, moving, cfg)
+    first = (explorer.result, explorer.info.value)
+    assert "avg(4) Dice" in first[1] and "folding" in first[1]
+    explorer.alpha.value = 10.0
+    assert explorer.result is not first[0]
+    assert explorer.info.value != first[1] and "alpha 10" in explorer.info.value
+    # a much stronger regulariser: a smoother keypoint field
+    assert (adamreg.edge_differences(explorer.result.keypoint_displacement,
+                                     explorer.result.graph)
+            < adamreg.edge_differences(first[0].keypoint_displacement, first[0].graph))
+    explorer.k.value = 3
+    assert explorer.result.graph.k == 3
+    explorer.iterations.value = 10
+    assert len(explorer.result.losses["total"]) == 10
+    explorer.slice.value = 3
+    assert explorer.ax.get_title().startswith("template (solid)")

@@ -1,0 +1,175 @@
+"""Step 4: keypoint graph, features, Adam alignment and thin-plate-spline extrapolation."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slicreg_lite import adamreg
+from slicreg_lite.config import get_config
+from slicreg_lite.spatial import voxel_to_normalised
+
+SHAPE = (32, 28, 36)  # the smoke supervoxel grid
+CFG = get_config("smoke")
+
+
+def voronoi_layers(shift=(0.0, 0.0, 0.0), n_layers=2, seed=0):
+    """Layers of 127 Voronoi cells inside an ellipsoid; ``shift`` moves the content by
+    that many voxels (the moving scan ``m(x) = template(x - shift)``)."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices(SHAPE, dtype=np.float64).reshape(3, -1).T - np.asarray(shift)
+    centre, radii = (np.array(SHAPE) - 1) / 2, np.array(SHAPE) * 0.42
+    inside = (((grid - centre) / radii) ** 2).sum(1) <= 1
+    layers = []
+    for _ in range(n_layers):
+        seeds = centre + rng.uniform(-0.7, 0.7, (127, 3)) * radii
+        nearest = ((grid[:, None, :] - seeds[None]) ** 2).sum(-1).argmin(1) + 1
+        layers.append(np.where(inside, nearest, 0).reshape(SHAPE))
+    return np.stack(layers).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def template_layers():
+    return voronoi_layers()
+
+
+@pytest.fixture(scope="module")
+def template(template_layers):
+    return adamreg.prepare_template(template_layers, CFG)
+
+
+def test_template_has_a_keypoint_per_supervoxel(template, template_layers):
+    assert template.keypoints.shape == (2 * 127, 3)
+    assert template.shape == SHAPE
+    assert template.feature_shape == (16, 14, 18)
+    n_channels = CFG.adam.fold_channels
+    assert template.features.shape == (2 * n_channels, 16, 14, 18)
+    # one-hot channels averaged: each layer's channels sum to 1 everywhere
+    sums = template.features.reshape(2, n_channels, -1).sum(1)
+    torch.testing.assert_close(sums, torch.ones_like(sums))
+
+
+def test_folding_spreads_each_layer_over_all_channels():
+    folding = adamreg.fold_permutation(3, 128, 16, seed=4)
+    assert folding.shape == (3, 128)
+    for layer in folding:
+        assert np.bincount(layer, minlength=16).tolist() == [8] * 16
+    assert not np.array_equal(folding[0], folding[1])  # a new permutation per layer
+    np.testing.assert_array_equal(folding, adamreg.fold_permutation(3, 128, 16, seed=4))
+
+
+def test_knn_graph_excludes_the_point_itself_even_with_duplicates():
+    points = np.array([[0, 0, 0], [0, 0, 0], [0, 0, 1], [5, 5, 5], [5, 5, 6]], float)
+    graph = adamreg.keypoint_graph(points, 2)
+    assert graph.neighbours.shape == (5, 2)
+    for i, row in enumerate(graph.neighbours):
+        assert i not in row
+    assert set(graph.neighbours[0]) == {1, 2}
+    assert graph.edges.shape[1] == 2 and (graph.edges[:, 0] < graph.edges[:, 1]).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000))
+def test_channels_last_sampling_equals_grid_sample(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(2, 7, size=3))
+    volume = torch.rand(5, *shape, generator=torch.Generator().manual_seed(seed))
+    coords = torch.from_numpy(rng.uniform(-1, np.array(shape), (20, 3))).float()
+    ours = adamreg.sample_features(adamreg.channels_last(volume), shape, coords)
+    grid = voxel_to_normalised(coords.clamp(min=0), shape)  # border padding below
+    grid = torch.maximum(torch.minimum(grid, torch.ones(3)), -torch.ones(3))
+    theirs = F.grid_sample(volume[None], grid.view(1, 1, 1, -1, 3), align_corners=True,
+                           padding_mode="border")[0, :, 0, 0].T
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_zero_displacement_when_moving_equals_fixed(template):
+    result = adamreg.register(template, template.features, CFG)
+    assert np.abs(result.keypoint_displacement).max() < 0.05
+    assert np.abs(result.displacement).max() < 0.05
+    assert result.displacement.shape == (3, *SHAPE)
+    assert len(result.losses["total"]) == CFG.adam.iterations
+    assert set(result.timings) >= {"adam", "tps", "total"}
+
+
+def test_known_translation_is_recovered(template):
+    shift = np.array([2.0, -2.0, 2.0])  # voxels of the supervoxel grid
+    moving = voronoi_layers(shift)
+    features = adamreg.moving_features(moving, template, CFG)
+    result = adamreg.register(template, features, CFG, iterations=150)
+    recovered = np.median(result.keypoint_displacement, axis=0)
+    np.testing.assert_allclose(recovered, shift, atol=0.6)
+    # and the loss went down on the way
+    assert result.losses["data"][-1] < 0.5 * result.losses["data"][0]
+    # the dense field is the shift inside the body too
+    centre = tuple(n // 2 for n in SHAPE)
+    np.testing.assert_allclose(result.displacement[(slice(None), *centre)], shift, atol=0.8)
+
+
+def test_larger_alpha_gives_a_smoother_keypoint_field(template):
+    # a moving scan with unrelated supervoxels: the data term pulls keypoints every way
+    moving = voronoi_layers(seed=7)
+    features = adamreg.moving_features(moving, template, CFG)
+    rough = adamreg.register(template, features, CFG, alpha=0.001, iterations=40)
+    smooth = adamreg.register(template, features, CFG, alpha=1.0, iterations=40)
+    assert (adamreg.edge_differences(smooth.keypoint_displacement, smooth.graph)
+            < 0.5 * adamreg.edge_differences(rough.keypoint_displacement, rough.graph))
+
+
+def test_tps_reproduces_the_keypoints_without_smoothing():
+    rng = np.random.default_rng(0)
+    points = np.unique(rng.integers(1, 19, (60, 3)), axis=0).astype(float)
+    values = rng.normal(0, 2, points.shape)
+    field = adamreg.thin_plate_spline(points, values, (20, 20, 20), smoothing=0.0,
+                                      grid_step=1)
+    at_points = field[:, points[:, 0].astype(int), points[:, 1].astype(int),
+                      points[:, 2].astype(int)].T
+    np.testing.assert_allclose(at_points, values, atol=1e-3)
+
+
+def test_tps_of_an_affine_motion_is_that_motion_everywhere():
+    rng = np.random.default_rng(1)
+    points = rng.uniform(2, 17, (40, 3))
+    matrix = np.array([[0.1, 0.0, 0.02], [0.0, -0.05, 0.0], [0.03, 0.0, 0.0]])
+    field = adamreg.thin_plate_spline(points, points @ matrix.T + 1.5, (20, 20, 20),
+                                      smoothing=0.0, grid_step=3)
+    grid = np.indices((20, 20, 20)).reshape(3, -1).T
+    expected = (grid @ matrix.T + 1.5).T.reshape(3, 20, 20, 20)
+    np.testing.assert_allclose(field, expected, atol=1e-3)
+
+
+def test_duplicate_keypoints_do_not_break_the_tps():
+    rng = np.random.default_rng(2)
+    points = rng.uniform(0, 15, (30, 3))
+    points = np.concatenate([points, points[:5]])  # five points twice
+    values = rng.normal(size=points.shape)
+    values[30:] = values[:5]
+    field = adamreg.thin_plate_spline(points, values, (16, 16, 16), smoothing=0.0)
+    assert np.isfinite(field).all()
+
+
+def test_bad_input_gives_clear_errors(template, template_layers):
+    n = len(template.keypoints)
+    with pytest.raises(ValueError, match="k must be an integer with 1 <= k < N"):
+        adamreg.keypoint_graph(template.keypoints, n)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        adamreg.register(template, template.features, CFG, k=n)
+    with pytest.raises(ValueError, match="iterations must be a positive integer"):
+        adamreg.register(template, template.features, CFG, iterations=0)
+    with pytest.raises(ValueError, match="iterations must be a positive integer"):
+        adamreg.register(template, template.features, CFG, iterations=-5)
+    with pytest.raises(ValueError, match="features must have the template's shape"):
+        adamreg.register(template, template.features[:-1], CFG)
+    graph = adamreg.keypoint_graph(template.keypoints, 4)
+    with pytest.raises(ValueError, match="fixed_features must have shape"):
+        adamreg.align_keypoints(torch.zeros(n, 3), template.features, template.keypoints, graph)
+    with pytest.raises(ValueError, match="moving layers must have shape"):
+        adamreg.moving_features(template_layers[:1], template, CFG)
+    with pytest.raises(ValueError, match="unknown Adam parameter"):
+        adamreg.register(template, template.features, CFG, beta=1)
+    with pytest.raises(ValueError, match="NaN"):
+        adamreg.keypoint_graph([[0, 0, np.nan], [1, 1, 1], [2, 2, 2]], 1)
+    with pytest.raises(ValueError, match="values must have the points' shape"):
+        adamreg.thin_plate_spline(np.zeros((10, 3)), np.zeros((9, 3)), (4, 4, 4))

@@ -1,0 +1,57 @@
+"""The regression + random-walk baseline: inversion at keypoints, graph smoothing, field."""
+
+import numpy as np
+import pytest
+
+from slicreg_lite import adamreg, regression
+from slicreg_lite.config import get_config
+
+CFG = get_config("smoke")
+
+
+def test_inversion_at_points_undoes_a_smooth_field():
+    shape = (20, 20, 20)
+    grid = np.indices(shape, dtype=np.float32)
+    # moving voxel y <-> template voxel y + v(y): a translation plus a gentle wave
+    v = np.stack([1.5 + 0.8 * np.sin(grid[2] / 6), -1.0 + 0 * grid[0], 0.5 * np.cos(grid[0] / 5)])
+    points = np.random.default_rng(0).uniform(4, 15, (30, 3))
+    u = regression.invert_at_points(v, points, iterations=20)
+    # p + u is the moving voxel y with y + v(y) = p
+    from slicreg_lite.spatial import sample
+    y = points + u
+    back = y + sample(v.astype(np.float32), y.T.astype(np.float32)).T
+    np.testing.assert_allclose(back, points, atol=1e-3)
+
+
+def test_random_walk_keeps_constants_and_removes_noise():
+    rng = np.random.default_rng(1)
+    points = rng.uniform(0, 30, (200, 3))
+    graph = adamreg.keypoint_graph(points, 6)
+    constant = np.tile([1.0, -2.0, 0.5], (200, 1))
+    np.testing.assert_allclose(regression.random_walk(constant, graph, 3.0), constant,
+                               atol=1e-9)
+    noisy = constant + rng.normal(0, 1, constant.shape)
+    error_before = np.abs(noisy - constant).mean()
+    error_after = np.abs(regression.random_walk(noisy, graph, 3.0) - constant).mean()
+    assert error_after < 0.5 * error_before
+    np.testing.assert_array_equal(regression.random_walk(noisy, graph, 0.0), noisy)
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        regression.random_walk(noisy, graph, -1.0)
+    with pytest.raises(ValueError, match=r"values must have shape \(200, 3\)"):
+        regression.random_walk(noisy[:10], graph, 1.0)
+
+
+def test_register_recovers_a_predicted_translation():
+    from tests.test_adamreg import voronoi_layers
+
+    template = adamreg.prepare_template(voronoi_layers(), CFG)
+    # the network says: every moving voxel lies 2 voxels further along d in the template
+    field = np.zeros((3, 16, 14, 18), np.float32)  # on a coarser (network) grid
+    field[0] = 2.0 * (16 - 1) / (32 - 1)  # 2 voxels of the supervoxel grid, in its units
+    result = regression.register(template, field, CFG)
+    np.testing.assert_allclose(result.keypoint_displacement, -2.0 * np.array([[1, 0, 0]]) +
+                               0 * result.keypoint_displacement, atol=1e-3)
+    assert result.displacement.shape == (3, *template.shape)
+    np.testing.assert_allclose(result.displacement[0], -2.0, atol=1e-3)
+    with pytest.raises(ValueError, match=r"field must have shape \(3, D, H, W\)"):
+        regression.register(template, field[:2], CFG)
