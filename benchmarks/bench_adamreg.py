@@ -4,8 +4,9 @@ Prints, measured in this run:
 
 - 100 Adam iterations with N = 2048 keypoints, 256 feature channels and k = 8 on a
   48 x 40 x 56 feature grid (the lite supervoxel grid halved; the lite preset itself
-  aligns on the network's 24 x 20 x 28 output grid): slicreg_lite's implementation (channels-last table, 8
-  gathered corner rows per keypoint, a k-d-tree kNN graph) and the plain reference
+  aligns on the network's 24 x 20 x 28 output grid): slicreg_lite's implementation
+  (channels-last table, 8 gathered corner rows per keypoint, a k-d-tree kNN graph) and
+  the plain reference
   (``grid_sample`` on the channels-first volume, the kNN regulariser through a dense
   N x N matrix), their ratio, and the largest difference of their results;
 - one full update of the notebook's sliders on a lite test subject with the shipped

@@ -150,8 +150,8 @@ for line in pipeline.findings(evaluation):
 #   receptive field (its atrous pyramid) matters less, and were trained for 300 instead of
 #   several thousand iterations.
 # - **The student stays below its teacher.** Slic-Reg reaches about 80% of the teacher's
-#   avg(4) on the phantom. With the teacher's own supervoxels the same alignment would get
-#   within about 8% of the teacher (notebook 04), so most of the gap is the network's
+#   avg(4) on the phantom. With the teacher's own supervoxels the same alignment gets
+#   within 10% of the teacher (68.4 vs 76.1, notebook 04), so most of the gap is the network's
 #   accuracy (it agrees with the teacher on about half of the voxels of each layer), which
 #   longer training on a GPU (`paper` preset) would narrow.
 # - **Absolute numbers do not transfer.** The phantom's anatomy varies less than real
