@@ -70,7 +70,7 @@ def _run(args) -> int:
     t = time.perf_counter()
     for backbone, head in [("deeplab", "slic"), ("unet", "slic"), ("deeplab", "regression"),
                            ("unet", "regression")]:
-        _, checkpoint = pipeline.network(cfg, backbone, head, progress=progress)
+        pipeline.network(cfg, backbone, head, progress=progress)
     print(f"[3] networks: DeepLab and UNet, each with the supervoxel and the regression head "
           f"(shipped weights or trained) [{time.perf_counter() - t:.1f} s]")
 

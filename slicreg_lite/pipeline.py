@@ -34,7 +34,7 @@ from . import __version__
 from .config import Config
 from .datasets import Subject
 from .files import atomic_save_npz, atomic_write_json, atomic_write_text
-from .metrics import DiceTable, dice_per_label
+from .metrics import PAPER_COLUMNS, DiceTable, dice_per_label
 from .phantom import PHANTOM_VERSION, generate_subject
 from .spatial import resize
 from .supervoxels import body_mask, slic_layers
@@ -751,7 +751,7 @@ class Evaluation:
             }
         return {"schema": RESULTS_SCHEMA, "preset": cfg.name, "package_version": __version__,
                 "template_id": cfg.split.template_id, "subject_ids": list(self.subject_ids),
-                "columns": list(self.dice.to_dict()["methods"][self.dice.methods[0]]["summary"]),
+                "columns": list(PAPER_COLUMNS),
                 "methods": methods, **extra}
 
 
