@@ -51,6 +51,8 @@ NETWORK_VERSION = 1
 NETWORK_SECTIONS = ("phantom", "split", "supervoxels", "teacher", "network", "training")
 
 CACHE_ENV = "SLICREG_CACHE"
+#: What reading a damaged cache file raises (it is then recomputed).
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 def cache_root() -> Path:
@@ -149,7 +151,7 @@ def cohort(cfg: Config, ids=None, *, progress: bool = True) -> dict[int, Subject
             try:
                 subjects[i] = _load_subject(path)
                 continue
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            except _UNREADABLE as error:
                 warnings.warn(f"cached subject {path} is unreadable ({error}); regenerating it",
                               stacklevel=2)
         missing.append(i)
@@ -226,7 +228,7 @@ def template_supervoxels(cfg: Config, *, progress: bool = True) -> TemplateSuper
         try:
             with np.load(path) as data:
                 return TemplateSupervoxels(data["layers"], data["image"], data["mask"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        except _UNREADABLE as error:
             warnings.warn(f"cached supervoxels {path} are unreadable ({error}); "
                           "recomputing them", stacklevel=2)
     template = cohort(cfg, (cfg.split.template_id,), progress=progress)[cfg.split.template_id]
@@ -293,6 +295,36 @@ def _load_supervision(path: Path) -> Supervision:
                            json.loads(str(data["timings"])))
 
 
+def _per_subject(ids, paths: dict, load, job, *, n_jobs: int, desc: str,
+                 progress: bool) -> dict:
+    """Read each subject's cached result, compute the missing ones in parallel.
+
+    ``job(missing_ids)`` yields one joblib ``delayed`` call per missing subject, each
+    writing ``paths[i]``; ``load(path)`` reads a result back. An unreadable file is
+    recomputed with a warning.
+    """
+    from joblib import Parallel
+    from tqdm.auto import tqdm
+
+    results = {}
+    for i, path in paths.items():
+        if path.exists():
+            try:
+                results[i] = load(path)
+            except _UNREADABLE as error:
+                warnings.warn(f"cached result {path} is unreadable ({error}); recomputing it",
+                              stacklevel=3)
+    missing = [i for i in ids if i not in results]
+    if missing:
+        runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+        for _ in tqdm(runner(job(missing)), total=len(missing), desc=desc,
+                      disable=not progress):
+            pass
+        for i in missing:
+            results[i] = load(paths[i])
+    return {i: results[i] for i in ids}
+
+
 def supervision(cfg: Config, ids=None, *, n_jobs: int | None = None,
                 progress: bool = True) -> dict[int, Supervision]:
     """Step 2: deeds-lite registers the template onto every training subject.
@@ -325,37 +357,24 @@ def supervision(cfg: Config, ids=None, *, n_jobs: int | None = None,
     -------
     dict of int -> Supervision
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+    from joblib import delayed
 
     ids = cfg.split.train_ids if ids is None else tuple(int(i) for i in ids)
     folder = stage_dir(cfg, "supervision", ("phantom", "split", "supervoxels", "teacher"),
                        TEACHER_VERSION)
     paths = {i: folder / f"subject{i:04d}.npz" for i in ids}
-    results = {}
-    for i, path in paths.items():
-        if path.exists():
-            try:
-                results[i] = _load_supervision(path)
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-                warnings.warn(f"cached supervision {path} is unreadable ({error}); "
-                              "recomputing it", stacklevel=2)
-    missing = [i for i in ids if i not in results]
-    if missing:
+
+    def jobs(missing):
         template_id = cfg.split.template_id
         subjects = cohort(cfg, (*missing, template_id), progress=progress)
         layers = template_supervoxels(cfg, progress=progress).layers
-        jobs = (delayed(_supervise_one)(cfg, i, subjects[i].image,
+        return (delayed(_supervise_one)(cfg, i, subjects[i].image,
                                         subjects[template_id].image, layers, paths[i])
                 for i in missing)
-        runner = Parallel(n_jobs=cfg.teacher.n_jobs if n_jobs is None else n_jobs,
-                          return_as="generator_unordered")
-        for _ in tqdm(runner(jobs), total=len(missing), desc=f"deeds-lite teacher ({cfg.name})",
-                      disable=not progress):
-            pass
-        for i in missing:
-            results[i] = _load_supervision(paths[i])
-    return {i: results[i] for i in ids}
+
+    return _per_subject(ids, paths, _load_supervision, jobs,
+                        n_jobs=cfg.teacher.n_jobs if n_jobs is None else n_jobs,
+                        desc=f"deeds-lite teacher ({cfg.name})", progress=progress)
 
 
 def teacher_dice(cfg: Config, results: dict[int, Supervision]) -> DiceTable:
@@ -594,8 +613,7 @@ def teacher_direct(cfg: Config, ids=None, *, n_jobs: int | None = None,
     -------
     dict of int -> DirectRegistration
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+    from joblib import delayed
 
     ids = cfg.split.evaluation_ids if ids is None else tuple(int(i) for i in ids)
     folder = stage_dir(cfg, "teacher-direct", ("phantom", "split", "teacher"), TEACHER_VERSION)
@@ -607,29 +625,16 @@ def teacher_direct(cfg: Config, ids=None, *, n_jobs: int | None = None,
                                       data["displacement"].astype(np.float32),
                                       json.loads(str(data["timings"])))
 
-    results = {}
-    for i, path in paths.items():
-        if path.exists():
-            try:
-                results[i] = load(path)
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-                warnings.warn(f"cached registration {path} is unreadable ({error}); "
-                              "recomputing it", stacklevel=2)
-    missing = [i for i in ids if i not in results]
-    if missing:
+    def jobs(missing):
         template_id = cfg.split.template_id
         subjects = cohort(cfg, (*missing, template_id), progress=progress)
-        jobs = (delayed(_register_direct)(cfg, i, subjects[template_id].image,
+        return (delayed(_register_direct)(cfg, i, subjects[template_id].image,
                                           subjects[i].image, paths[i]) for i in missing)
-        runner = Parallel(n_jobs=cfg.teacher.n_jobs if n_jobs is None else n_jobs,
-                          return_as="generator_unordered")
-        for _ in tqdm(runner(jobs), total=len(missing),
-                      desc=f"deeds-lite, test subjects to template ({cfg.name})",
-                      disable=not progress):
-            pass
-        for i in missing:
-            results[i] = load(paths[i])
-    return {i: results[i] for i in ids}
+
+    return _per_subject(ids, paths, load, jobs,
+                        n_jobs=cfg.teacher.n_jobs if n_jobs is None else n_jobs,
+                        desc=f"deeds-lite, test subjects to template ({cfg.name})",
+                        progress=progress)
 
 
 # -------------------------------------------------------------------------- evaluation
@@ -787,7 +792,7 @@ def evaluate(cfg: Config, methods=None, *, progress: bool = True) -> Evaluation:
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; expected some of {list(METHODS)}")
     ids = cfg.split.evaluation_ids
-    subjects = cohort(cfg, progress=progress)
+    subjects = cohort(cfg, (*ids, cfg.split.template_id), progress=progress)
     template = subjects[cfg.split.template_id]
     fixed_labels = template.labels
     body = body_mask(template.image)
