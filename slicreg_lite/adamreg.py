@@ -501,6 +501,18 @@ def thin_plate_spline(points, values, shape, *, smoothing: float = 0.001,
     return resize(field_coarse, shape) if coarse != shape else field_coarse
 
 
+def dense_field(template: Template, keypoint_displacement, cfg, output_shape=None):
+    """The thin-plate spline of keypoint displacements on the supervoxel grid, resampled
+    to ``output_shape`` (e.g. the image grid) if given; ``cfg`` gives the spline's
+    smoothing and grid step (Config or AdamConfig)."""
+    adam = config_section(cfg, AdamConfig)
+    dense = thin_plate_spline(template.keypoints, keypoint_displacement, template.shape,
+                              smoothing=adam.tps_smoothing, grid_step=adam.tps_grid_step)
+    if output_shape is not None and tuple(output_shape) != template.shape:
+        dense = resize_displacement(dense, output_shape)
+    return dense
+
+
 # ----------------------------------------------------------------------- registration
 @dataclass
 class AdamResult:
@@ -576,10 +588,7 @@ def register(template: Template, features: torch.Tensor, cfg, *, output_shape=No
 
     t = time.perf_counter()
     keypoint_displacement = moved / ratio  # feature grid -> supervoxel grid voxels
-    dense = thin_plate_spline(template.keypoints, keypoint_displacement, template.shape,
-                              smoothing=adam.tps_smoothing, grid_step=adam.tps_grid_step)
-    if output_shape is not None and tuple(output_shape) != template.shape:
-        dense = resize_displacement(dense, output_shape)
+    dense = dense_field(template, keypoint_displacement, adam, output_shape)
     timings["tps"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - start
     return AdamResult(template.keypoints, keypoint_displacement, dense, losses, timings, graph)

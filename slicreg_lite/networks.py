@@ -286,6 +286,22 @@ def count_parameters(module: nn.Module) -> int:
 
 
 
+def _predict(model: SupervoxelNetwork, head: str, image, input_shape, intensity_scale,
+             device) -> torch.Tensor:
+    """The network's output for one scan (batch dimension removed), checking its head."""
+    import numpy as np
+
+    from .spatial import resize
+
+    if getattr(model, "head_name", head) != head:
+        raise ValueError(f"expected a network with the {head!r} head; got "
+                         f"{getattr(model, 'head_name', '?')!r}")
+    device = torch.device(device or next(model.parameters()).device)
+    model.eval()
+    scaled = resize(np.asarray(image, dtype=np.float32) / intensity_scale, input_shape)
+    return model(torch.from_numpy(scaled)[None, None].to(device))[0]
+
+
 @torch.no_grad()
 def predict_supervoxels(model: SupervoxelNetwork, image, input_shape, output_shape=None, *,
                         intensity_scale: float = 500.0, device=None):
@@ -308,17 +324,9 @@ def predict_supervoxels(model: SupervoxelNetwork, image, input_shape, output_sha
     numpy.ndarray of uint8, shape (L, *output_shape)
         The most likely label of every layer at every voxel.
     """
-    import numpy as np
-
     from .spatial import resize
 
-    if getattr(model, "head_name", "slic") != "slic":
-        raise ValueError("predict_supervoxels needs a network with the 'slic' head; got "
-                         f"{getattr(model, 'head_name', '?')!r}")
-    device = torch.device(device or next(model.parameters()).device)
-    model.eval()
-    scaled = resize(np.asarray(image, dtype=np.float32) / intensity_scale, input_shape)
-    logits = model(torch.from_numpy(scaled)[None, None].to(device))[0]
+    logits = _predict(model, "slic", image, input_shape, intensity_scale, device)
     labels = logits.argmax(1).to(torch.uint8).cpu().numpy()  # (L, d, h, w)
     if output_shape is not None and tuple(output_shape) != labels.shape[1:]:
         labels = resize(labels, output_shape, mode="nearest")
@@ -347,17 +355,10 @@ def predict_displacement(model: SupervoxelNetwork, image, input_shape, output_sh
         In voxels of ``output_shape``: voxel ``y`` of the scan corresponds to template
         voxel ``y + v(y)`` (the direction of the teacher's fields it learnt).
     """
-    import numpy as np
+    from .spatial import resize_displacement
 
-    from .spatial import resize, resize_displacement
-
-    if getattr(model, "head_name", "regression") != "regression":
-        raise ValueError("predict_displacement needs a network with the 'regression' head; "
-                         f"got {getattr(model, 'head_name', '?')!r}")
-    device = torch.device(device or next(model.parameters()).device)
-    model.eval()
-    scaled = resize(np.asarray(image, dtype=np.float32) / intensity_scale, input_shape)
-    field = model(torch.from_numpy(scaled)[None, None].to(device))[0].float().cpu().numpy()
+    field = _predict(model, "regression", image, input_shape, intensity_scale,
+                     device).float().cpu().numpy()
     if output_shape is not None and tuple(output_shape) != field.shape[1:]:
         field = resize_displacement(field, output_shape)
     return field

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .adamreg import KeypointGraph, Template, keypoint_graph, thin_plate_spline
+from .adamreg import KeypointGraph, Template, dense_field, keypoint_graph
 from .config import AdamConfig, RegressionConfig, config_section
 from .spatial import resize_displacement, sample
 
@@ -174,10 +174,7 @@ def register(template: Template, field, cfg, *, output_shape=None,
     smoothed = random_walk(raw, graph, weight)
     timings = {"random_walk": time.perf_counter() - start}
     t = time.perf_counter()
-    dense = thin_plate_spline(template.keypoints, smoothed, template.shape,
-                              smoothing=adam.tps_smoothing, grid_step=adam.tps_grid_step)
-    if output_shape is not None and tuple(output_shape) != template.shape:
-        dense = resize_displacement(dense, output_shape)
+    dense = dense_field(template, smoothed, adam, output_shape)
     timings["tps"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - start
     return RegressionResult(template.keypoints, smoothed, raw, dense, timings, graph)
