@@ -12,6 +12,37 @@ import numpy as np
 from .viz import SOFT_TISSUE_WINDOW, VIEW_NAMES, label_colormap, view_slice
 
 
+def _check_axis(axis) -> int:
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0, 1 or 2; got {axis!r}")
+    return axis
+
+
+def _slice_slider(n: int):
+    """A slider over ``n`` slices, starting in the middle."""
+    import ipywidgets as w
+
+    return w.IntSlider(value=n // 2, min=0, max=n - 1, description="slice",
+                       continuous_update=False)
+
+
+def _new_figure():
+    """A figure that appears only where a panel shows it (not when it is made)."""
+    import matplotlib.pyplot as plt
+
+    with plt.ioff():
+        return plt.subplots(figsize=(5, 5))
+
+
+def _show(output, figure) -> None:
+    """Replace what an Output widget shows by ``figure``."""
+    from IPython.display import display
+
+    with output:
+        output.clear_output(wait=True)
+        display(figure)
+
+
 class SliceViewer:
     """Browse the slices of several subjects, with or without their organ labels.
 
@@ -35,12 +66,10 @@ class SliceViewer:
 
     def __init__(self, subjects: dict, *, axis: int = 2, window=SOFT_TISSUE_WINDOW):
         import ipywidgets as w
-        import matplotlib.pyplot as plt
 
         if not subjects:
             raise ValueError("subjects must hold at least one Subject; got an empty dict")
-        if axis not in (0, 1, 2):
-            raise ValueError(f"axis must be 0, 1 or 2; got {axis!r}")
+        _check_axis(axis)
         self.subjects = subjects
         self.window = window
         ids = sorted(subjects)
@@ -53,8 +82,7 @@ class SliceViewer:
         self._set_slice_range()
 
         # One figure, updated in place; plt.ioff() keeps it from being shown twice.
-        with plt.ioff():
-            self.figure, self.ax = plt.subplots(figsize=(5, 5))
+        self.figure, self.ax = _new_figure()
         self.ax.set_axis_off()
         self.image_artist = None
         self.label_artist = None
@@ -80,8 +108,6 @@ class SliceViewer:
 
     def update(self, change=None) -> None:
         """Redraw the current subject, view and slice."""
-        from IPython.display import display
-
         subject = self.subjects[self.subject.value]
         image = view_slice(subject.image, self.view.value, self.slice.value)
         self.ax.clear()
@@ -96,9 +122,7 @@ class SliceViewer:
                                                alpha=0.45, interpolation="nearest")
         self.ax.set_title(f"subject {subject.subject_id}, {VIEW_NAMES[self.view.value]} "
                           f"slice {self.slice.value}")
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(self.figure)
+        _show(self.output, self.figure)
 
 
 class SupervoxelExplorer:
@@ -122,10 +146,8 @@ class SupervoxelExplorer:
 
     def __init__(self, image, mask, cfg, *, axis: int = 1):
         import ipywidgets as w
-        import matplotlib.pyplot as plt
 
-        if axis not in (0, 1, 2):
-            raise ValueError(f"axis must be 0, 1 or 2; got {axis!r}")
+        _check_axis(axis)
         self.image, self.mask, self.cfg, self.axis = image, mask, cfg, axis
         self.n_segments = w.IntSlider(value=cfg.n_segments, min=32, max=512, step=16,
                                       description="n_segments", continuous_update=False)
@@ -134,14 +156,11 @@ class SupervoxelExplorer:
                                             continuous_update=False)
         self.layer = w.IntSlider(value=0, min=0, max=max(cfg.n_layers - 1, 0),
                                  description="layer", continuous_update=False)
-        n = image.shape[axis]
-        self.slice = w.IntSlider(value=n // 2, min=0, max=n - 1, description="slice",
-                                 continuous_update=False)
+        self.slice = _slice_slider(image.shape[axis])
         self.info = w.HTML()
         self.output = w.Output()
         self._layers = {}  # (n_segments, compactness, layer) -> computed layer
-        with plt.ioff():
-            self.figure, self.ax = plt.subplots(figsize=(5, 5))
+        self.figure, self.ax = _new_figure()
         for control in (self.n_segments, self.compactness, self.layer, self.slice):
             control.observe(self.update, names="value")
         self.widget = w.VBox([w.HBox([self.n_segments, self.compactness]),
@@ -167,8 +186,6 @@ class SupervoxelExplorer:
 
     def update(self, change=None) -> None:
         """Redraw (and recompute the layer if a SLIC parameter changed)."""
-        from IPython.display import display
-
         from .viz import show_supervoxels
 
         layer = self.current_layer()
@@ -177,9 +194,7 @@ class SupervoxelExplorer:
                          seed=self.layer.value,
                          title=f"n_segments {self.n_segments.value}, compactness "
                                f"{self.compactness.value:.2g}, layer {self.layer.value}")
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(self.figure)
+        _show(self.output, self.figure)
 
 
 class TeacherExplorer:
@@ -202,24 +217,19 @@ class TeacherExplorer:
 
     def __init__(self, fixed, moving, cfg, *, axis: int = 1):
         import ipywidgets as w
-        import matplotlib.pyplot as plt
 
-        if axis not in (0, 1, 2):
-            raise ValueError(f"axis must be 0, 1 or 2; got {axis!r}")
+        _check_axis(axis)
         self.fixed, self.moving, self.cfg, self.axis = fixed, moving, cfg, axis
         self.alpha = w.FloatLogSlider(value=cfg.regularisation, base=10, min=-1, max=2.5,
                                       step=0.25, description="alpha", continuous_update=False)
         self.level = w.IntSlider(value=len(cfg.grid_spacings), min=0,
                                  max=len(cfg.grid_spacings), description="level",
                                  continuous_update=False)
-        n = fixed.shape[axis]
-        self.slice = w.IntSlider(value=n // 2, min=0, max=n - 1, description="slice",
-                                 continuous_update=False)
+        self.slice = _slice_slider(fixed.shape[axis])
         self.info = w.HTML()
         self.output = w.Output()
         self._fields = {}  # alpha -> [affine field, field after level 1, ...]
-        with plt.ioff():
-            self.figure, self.ax = plt.subplots(figsize=(5, 5))
+        self.figure, self.ax = _new_figure()
         for control in (self.alpha, self.level, self.slice):
             control.observe(self.update, names="value")
         self.widget = w.VBox([w.HBox([self.alpha, self.level, self.slice]), self.info,
@@ -244,8 +254,6 @@ class TeacherExplorer:
 
     def update(self, change=None) -> None:
         """Redraw (and register again if alpha changed)."""
-        from IPython.display import display
-
         from .config import LARGE_ORGANS
         from .metrics import average_dice, dice_per_label, jacobian_stats
         from .spatial import warp_labels
@@ -264,9 +272,7 @@ class TeacherExplorer:
         overlay_contours(self.ax, view_slice(self.fixed.labels, self.axis, self.slice.value))
         overlay_contours(self.ax, view_slice(warped, self.axis, self.slice.value),
                          linestyle="dashed")
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(self.figure)
+        _show(self.output, self.figure)
 
 
 class AdamExplorer:
@@ -300,10 +306,8 @@ class AdamExplorer:
 
     def __init__(self, template, features, fixed, moving, cfg, *, axis: int = 1):
         import ipywidgets as w
-        import matplotlib.pyplot as plt
 
-        if axis not in (0, 1, 2):
-            raise ValueError(f"axis must be 0, 1 or 2; got {axis!r}")
+        _check_axis(axis)
         if fixed.shape != moving.shape:
             raise ValueError(f"fixed and moving must share a grid; got {fixed.shape} and "
                              f"{moving.shape}")
@@ -316,13 +320,10 @@ class AdamExplorer:
                              description="k", continuous_update=False)
         self.iterations = w.IntSlider(value=cfg.adam.iterations, min=5, max=300, step=5,
                                       description="iterations", continuous_update=False)
-        n = fixed.shape[axis]
-        self.slice = w.IntSlider(value=n // 2, min=0, max=n - 1, description="slice",
-                                 continuous_update=False)
+        self.slice = _slice_slider(fixed.shape[axis])
         self.info = w.HTML()
         self.output = w.Output()
-        with plt.ioff():
-            self.figure, self.ax = plt.subplots(figsize=(5, 5))
+        self.figure, self.ax = _new_figure()
         for control in (self.alpha, self.k, self.iterations):
             control.observe(self.register, names="value")
         self.slice.observe(self.draw, names="value")
@@ -353,8 +354,6 @@ class AdamExplorer:
 
     def draw(self, change=None) -> None:
         """Redraw the overlay of the current slice."""
-        from IPython.display import display
-
         from .viz import overlay_contours, show_slice, view_slice
 
         self.ax.clear()
@@ -363,6 +362,4 @@ class AdamExplorer:
         overlay_contours(self.ax, view_slice(self.fixed.labels, self.axis, self.slice.value))
         overlay_contours(self.ax, view_slice(self.warped, self.axis, self.slice.value),
                          linestyle="dashed")
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(self.figure)
+        _show(self.output, self.figure)
