@@ -82,17 +82,18 @@ def slider_update():
     """One update of notebook 04's sliders on a lite test subject (shipped DeepLab)."""
     import warnings
 
-    from slicreg_lite import adamreg, pipeline
-    from slicreg_lite.config import get_config
+    from slicreg_lite import adamreg, stages
+    from slicreg_lite.config import RunSettings, get_config
     from slicreg_lite.networks import predict_supervoxels
     from slicreg_lite.spatial import warp_labels
 
     cfg = get_config("lite")
     warnings.simplefilter("ignore")
-    subjects = pipeline.cohort(cfg, (cfg.split.template_id, cfg.split.evaluation_ids[0]),
-                               progress=False)
-    layers = pipeline.template_supervoxels(cfg, progress=False).layers
-    model, _ = pipeline.network(cfg, "deeplab", "slic", progress=False)
+    quiet = RunSettings(progress=False)
+    subjects = stages.cohort(cfg, "phantom", (cfg.split.template_id,
+                                              cfg.split.evaluation_ids[0]), run=quiet)
+    layers = stages.template_supervoxels(cfg, "phantom", run=quiet).layers
+    model, _ = stages.network(cfg, "phantom", "deeplab", "slic", run=quiet)
     template_image = subjects[cfg.split.template_id].image
     moving = subjects[cfg.split.evaluation_ids[0]]
 

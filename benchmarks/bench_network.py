@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from slicreg_lite.config import get_config
+from slicreg_lite.config import RunSettings, get_config
 from slicreg_lite.networks import build_model
 from slicreg_lite.training import SupervoxelDataset, train
 
@@ -41,7 +41,7 @@ def forward_seconds(model, shape, repeats: int = 3) -> float:
 def main() -> None:
     cfg = get_config("lite")
     design = tuple(cfg.network.input_shape)
-    reference = tuple(cfg.phantom.shape)
+    reference = tuple(cfg.grid.shape)
     rng = np.random.default_rng(0)
     images = [rng.normal(0, 100, reference).astype(np.float32) for _ in range(2)]
     layers = [rng.integers(0, 128, (cfg.network.n_layers, *reference)).astype(np.uint8)
@@ -57,7 +57,7 @@ def main() -> None:
         steps = 5
         start = time.perf_counter()
         train(model, dataset, cfg.training.__class__(iterations=steps, batch_size=2),
-              progress=False, device="cpu")
+              run=RunSettings(progress=False, device="cpu"))
         per_second = steps / (time.perf_counter() - start)
         print(f"{backbone:>10s} {fast:10.2f} {slow:10.2f} {slow / fast:5.1f}x {per_second:11.2f} "
               f"{per_second * 600:12.0f} iterations")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from slicreg_lite import pipeline
-from slicreg_lite.config import get_config
+from slicreg_lite import cache, stages
+from slicreg_lite.config import RunSettings, get_config
 from slicreg_lite.phantom import generate_subject
 
 
@@ -49,15 +49,16 @@ def main() -> None:
     for preset in ("lite", "paper"):
         cfg = get_config(preset)
         repeats = args.repeats if preset == "lite" else 1
-        volume = np.random.default_rng(0).normal(size=cfg.phantom.shape).astype(np.float32)
-        generate = best_of(repeats, partial(generate_subject, 38, cfg.phantom))
+        volume = np.random.default_rng(0).normal(size=cfg.grid.shape).astype(np.float32)
+        generate = best_of(repeats, partial(generate_subject, 38, cfg.phantom, cfg.grid))
         yardstick = best_of(repeats, partial(gaussian_filter, volume, 1.0))
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ[pipeline.CACHE_ENV] = cache
-            read_cohort = partial(pipeline.cohort, cfg, ids=(38,), progress=False)
+        with tempfile.TemporaryDirectory() as folder:
+            os.environ[cache.CACHE_ENV] = folder
+            read_cohort = partial(stages.cohort, cfg, "phantom", ids=(38,),
+                                  run=RunSettings(jobs=1, progress=False))
             read_cohort()  # generate and store once
             read = best_of(repeats, read_cohort)
-        print(f"{preset:>6s} {str(cfg.phantom.shape):>16s} {generate:10.2f} {yardstick:12.3f} "
+        print(f"{preset:>6s} {str(cfg.grid.shape):>16s} {generate:10.2f} {yardstick:12.3f} "
               f"{generate / yardstick:7.1f} {read:13.3f} {generate / read:8.1f}x")
 
 

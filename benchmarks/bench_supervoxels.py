@@ -33,9 +33,10 @@ def timed(function, *args, **kwargs):
 
 def main() -> None:
     cfg = get_config("lite")
-    cases = {"lite": generate_subject(38, cfg.phantom).image,
-             "paper-sized": resize(generate_subject(38, get_config("paper").phantom).image,
-                                   get_config("paper").supervoxels.shape)}
+    paper = get_config("paper")
+    cases = {"lite": generate_subject(38, cfg.phantom, cfg.grid).image,
+             "paper-sized": resize(generate_subject(38, paper.phantom, paper.grid).image,
+                                   paper.supervoxels.shape)}
     params = cfg.supervoxels
     print(f"{'input':>12s} {'shape':>15s} {'16 layers s':>12s} {'s/layer':>8s} "
           f"{'SLIC alone s':>13s} {'layer/SLIC':>11s} {'merge s':>8s} {'cells 16/1':>11s}")

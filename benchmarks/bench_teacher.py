@@ -24,8 +24,8 @@ import time
 import numpy as np
 import torch
 
-from slicreg_lite import pipeline
-from slicreg_lite.config import LARGE_ORGANS, get_config
+from slicreg_lite import stages
+from slicreg_lite.config import LARGE_ORGANS, RunSettings, get_config
 from slicreg_lite.metrics import average_dice, dice_per_label, jacobian_stats
 from slicreg_lite.spatial import affine_to_displacement, warp_labels
 from slicreg_lite.teacher import discrete, register
@@ -75,7 +75,8 @@ def main() -> None:
     args = parser.parse_args()
     cfg = get_config("lite")
     ids = cfg.split.train_ids[:args.pairs]
-    subjects = pipeline.cohort(cfg, (*ids, cfg.split.template_id), progress=False)
+    subjects = stages.cohort(cfg, "phantom", (*ids, cfg.split.template_id),
+                             run=RunSettings(progress=False))
     template = subjects[cfg.split.template_id]
 
     _, mind_seconds = timed(mind_ssc, template.image)

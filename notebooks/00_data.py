@@ -27,7 +27,8 @@
 # - how a phantom subject is made, and why the scans differ so much;
 # - how badly the organs overlap before any registration (the first row of the
 #   paper's table);
-# - how to use the real BCV or Learn2Reg data instead.
+# - how to run everything on real scans instead: the BCV or Learn2Reg data, or a folder
+#   of your own.
 
 # %% tags=["colab"]
 # On Google Colab, fetch the repository (with its pretrained weights) and install it
@@ -44,21 +45,25 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 # The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,
 # the default) or "paper" (the paper's 192 x 160 x 256 voxels, for a GPU).
+# DATA chooses the scans: "phantom" (the synthetic cohort), or your real data:
+# "bcv:PATH", "learn2reg:PATH" or "folder:PATH" (see the end of this notebook).
 import os
 
 PRESET = os.environ.get("SLICREG_PRESET", "lite")
+DATA = os.environ.get("SLICREG_DATA", "phantom")
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 
-from slicreg_lite import config, pipeline, viz
+from slicreg_lite import config, sources, stages, viz
 from slicreg_lite.widgets import SliceViewer
 
 cfg = config.get_config(PRESET)
-print(f"preset {cfg.name!r}: volumes of {cfg.phantom.shape} voxels at "
-      f"{cfg.phantom.spacing_mm:g} mm")
+data = sources.open_source(DATA, cfg)
+print(f"preset {cfg.name!r}: data {data.spec!r} on a grid of {cfg.grid.shape} voxels at "
+      f"{cfg.grid.spacing_mm:g} mm")
 
 # %% [markdown]
 # ## The 13 organs
@@ -72,14 +77,22 @@ for number, name in enumerate(config.LABEL_NAMES, start=1):
     print(f"{number:2d}  {name}{marker}")
 
 # %% [markdown]
-# ## The cohort
-# Subjects carry the BCV ids. The paper trains on 20 scans and tests on 10, one of which
-# (#38) is the **template**: every test scan is registered to it. `pipeline.cohort`
-# generates the subjects once and afterwards reads them from the cache in `data/cache/`.
+# Real data may bring other labels (a Learn2Reg `dataset.json` names its own); they are
+# scored under their own names, and avg(4) / avg(13) appear only for the 13 BTCV organs.
 
 # %%
-subjects = pipeline.cohort(cfg)
-split = cfg.split
+print("this data's labels:", "the 13 BTCV organs" if data.is_btcv else data.label_names)
+
+# %% [markdown]
+# ## The cohort
+# Subjects carry the BCV ids. The paper trains on 20 scans and tests on 10, one of which
+# (#38) is the **template**: every test scan is registered to it. `stages.cohort`
+# generates the subjects once (or reads and pre-processes real scans) and afterwards
+# reads them from the cache in `data/cache/`.
+
+# %%
+subjects = stages.cohort(cfg, data)
+split = data.split
 template = subjects[split.template_id]
 print(f"{len(split.train_ids)} training subjects: {split.train_ids}")
 print(f"{len(split.test_ids)} test subjects: {split.test_ids}, template #{split.template_id}")
@@ -114,11 +127,11 @@ plt.show()
 
 # %%
 voxel_ml = np.prod(template.spacing) / 1000
-volumes = np.array([np.bincount(s.labels.ravel(), minlength=14)[1:] * voxel_ml
-                    for s in subjects.values()])
+labelled = [s for s in subjects.values() if s.labels is not None]
+names = data.names_for(np.unique(template.labels)) if template.labels is not None else {}
 print(f"{'organ':>24s}  {'mean ml':>8s}  {'min':>7s}  {'max':>7s}")
-for label, name in enumerate(config.LABEL_NAMES):
-    column = volumes[:, label]
+for number, name in names.items():
+    column = np.array([np.count_nonzero(s.labels == number) * voxel_ml for s in labelled])
     print(f"{name:>24s}  {column.mean():8.1f}  {column.min():7.1f}  {column.max():7.1f}")
 
 # %% [markdown]
@@ -140,7 +153,7 @@ plt.show()
 # The paper measured 16.4 % for avg(4) and 8.8 % for avg(13) on the real scans.
 
 # %%
-table = pipeline.initial_alignment(cfg, subjects)
+table = stages.initial_alignment(cfg, data, subjects)
 print(table.to_markdown())
 
 # %%
@@ -150,8 +163,9 @@ viz.show_checkerboard(template.image, moving.image, axis=1, ax=axes[0],
                       title=f"checkerboard: template / #{moving.subject_id}")
 viz.show_slice(template.image, axis=1, ax=axes[1],
                title="organ outlines: template (solid), subject (dashed)")
-viz.overlay_contours(axes[1], viz.view_slice(template.labels, axis=1))
-viz.overlay_contours(axes[1], viz.view_slice(moving.labels, axis=1), linestyle="dashed")
+for scan, style in ((template, "solid"), (moving, "dashed")):
+    if scan.labels is not None:
+        viz.overlay_contours(axes[1], viz.view_slice(scan.labels, axis=1), linestyle=style)
 plt.show()
 
 # %% [markdown]
@@ -163,34 +177,44 @@ viewer = SliceViewer(subjects)
 display(viewer.widget)
 
 # %% [markdown]
-# ## Using the real data
-# With internet access you can run everything on the real scans:
+# ## Your own data
+# Every notebook and the command line run on real scans with the same code: set `DATA`
+# above (or the environment variable `SLICREG_DATA`, or `--data` on the command line):
 #
-# ```python
-# from slicreg_lite import datasets
-# root = datasets.fetch_dataset("bcv_abdomen_isocrop", "data/real")  # 648 MB, verified
-# scans = datasets.load_bcv(root)               # img/img0001.nii.gz, label/label0001.nii.gz
-# # or Learn2Reg "AbdomenCTCT" (affinely pre-aligned, described by a dataset.json):
-# scans = datasets.load_learn2reg(datasets.fetch_dataset("learn2reg_abdomenctct", "data/real"))
-# # your own BCV download: resample to 2 mm and crop around the soft-tissue centre of mass
-# scan = datasets.preprocess(scans[0], spacing_mm=2.0, shape=(192, 160, 256))
-# ```
+# - `"bcv:PATH"`: the paper's "AbdomenIsoCrop" scans, `PATH/img/img0001.nii.gz` and
+#   `PATH/label/label0001.nii.gz`; the paper's split and template #38.
+# - `"learn2reg:PATH"`: a Learn2Reg task such as "AbdomenCTCT", described by
+#   `PATH/dataset.json`; its validation scans are the test scans, and the template is the
+#   scan most often `fixed` in its validation pairs.
+# - `"folder:PATH"`: any NIfTI scans in `PATH/images/`, labels (optional) in
+#   `PATH/labels/` under the same names; the split from `PATH/split.json`, or by default:
+#   the first scan by name is the template, the last third of the others are test scans.
 #
-# The phantom cohort can also be written in the BCV layout, to open it in ITK-SNAP or
-# 3D Slicer: `python -m slicreg_lite export data/phantom_nifti --preset lite`.
-# The cell below does the same round trip in a temporary folder:
+# Every scan is brought onto the preset's grid: reoriented to RAS+, resampled to the
+# preset's voxel size (4 mm under `lite`, 2 mm under `paper`) and cropped or padded to its
+# shape around the centre of its soft tissue, as the paper prepared BCV. With internet
+# access, `downloads.fetch_dataset("bcv_abdomen_isocrop", "data/real")` fetches the
+# paper's scans (648 MB, verified).
+#
+# The cell below writes two phantom scans as a folder of NIfTI files (ITK-SNAP and
+# 3D Slicer open them) and reads them back as a data source: scans already on the grid
+# come back unchanged. `python -m slicreg_lite export DEST --layout folder` does the same
+# for a whole cohort.
 
 # %%
 import tempfile
 
-from slicreg_lite import datasets
-from slicreg_lite.phantom import export_nifti
+from slicreg_lite.config import SplitConfig
 
 with tempfile.TemporaryDirectory() as folder:
-    export_nifti({i: subjects[i] for i in shown[:2]}, folder)
-    reloaded = datasets.load_bcv(folder)
-print([s.subject_id for s in reloaded], "identical:",
-      all(np.array_equal(s.image, subjects[s.subject_id].image) for s in reloaded))
+    few = SplitConfig(train_ids=(shown[2],), test_ids=tuple(shown[:2]), template_id=shown[0])
+    sources.export_cohort({i: subjects[i] for i in shown[:3]}, folder, layout="folder",
+                          split=few, label_names=data.label_names)
+    reloaded = sources.open_source(f"folder:{folder}", cfg)
+    identical = all(np.array_equal(reloaded.load(str(i)).image, subjects[i].image)
+                    for i in shown[:3])
+print(f"template {reloaded.split.template_id!r}, test {reloaded.split.test_ids}, "
+      f"identical after the round trip: {identical}")
 
 # %% [markdown]
 # ## Try it yourself

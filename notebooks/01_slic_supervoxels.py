@@ -39,10 +39,12 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,
-# the default) or "paper" (the paper's sizes, for a GPU).
+# the default) or "paper" (the paper's sizes, for a GPU). DATA chooses the scans
+# ("phantom", or "bcv:PATH", "learn2reg:PATH", "folder:PATH": see notebook 00).
 import os
 
 PRESET = os.environ.get("SLICREG_PRESET", "lite")
+DATA = os.environ.get("SLICREG_DATA", "phantom")
 
 # %%
 import matplotlib.pyplot as plt
@@ -51,7 +53,7 @@ from IPython.display import display
 from skimage.measure import label as connected_components
 from skimage.segmentation import slic
 
-from slicreg_lite import config, pipeline, supervoxels, viz
+from slicreg_lite import config, stages, supervoxels, viz
 from slicreg_lite.widgets import SupervoxelExplorer
 
 cfg = config.get_config(PRESET)
@@ -83,7 +85,7 @@ print(f"preset {cfg.name!r}: {params.n_layers} layers of {params.n_supervoxels -
 # holes of each axial slice filled, the largest connected piece), never from organ labels.
 
 # %%
-result = pipeline.template_supervoxels(cfg)
+result = stages.template_supervoxels(cfg, DATA)
 image, mask, layers = result.image, result.mask, result.layers
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
 viz.show_slice(image, axis=1, ax=axes[0], title="template (coronal)")
@@ -161,7 +163,7 @@ plt.show()
 # %%
 rows = supervoxels.encoding_resolution(layers)
 # the supervoxel grid covers the scan's extent (corners aligned): its voxel size in mm
-spacing_mm = cfg.phantom.spacing_mm * (cfg.phantom.shape[0] - 1) / (params.shape[0] - 1)
+spacing_mm = cfg.grid.spacing_mm * (cfg.grid.shape[0] - 1) / (params.shape[0] - 1)
 voxel_ml = spacing_mm ** 3 / 1000
 print(f"{'layers':>6s} {'cells':>8s} {'cell around a voxel (ml)':>25s} {'supervoxel / cell':>18s}")
 for row in rows:
@@ -209,7 +211,7 @@ display(explorer.widget)
 #    splits does the robust merge need? (Call `slic` as above and count.)
 # 2. Redo the localisation table with 32 instead of 128 supervoxels per layer
 #    (`cfg.with_updates(supervoxels={"n_supervoxels": 33, "n_segments": 52})` and
-#    `pipeline.template_supervoxels`). How many layers do you need for the same cell size?
+#    `stages.template_supervoxels(cfg, DATA)`). How many layers do you need for the same cell size?
 #    What does that mean for the size of the network's output layer?
 # 3. Why must every supervoxel be one connected piece? Think of what its centre (the
 #    keypoint) would mean for a supervoxel made of two distant blobs.

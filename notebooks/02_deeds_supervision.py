@@ -38,10 +38,12 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,
-# the default) or "paper" (the paper's sizes, for a GPU).
+# the default) or "paper" (the paper's sizes, for a GPU). DATA chooses the scans
+# ("phantom", or "bcv:PATH", "learn2reg:PATH", "folder:PATH": see notebook 00).
 import os
 
 PRESET = os.environ.get("SLICREG_PRESET", "lite")
+DATA = os.environ.get("SLICREG_DATA", "phantom")
 
 # %%
 import matplotlib.pyplot as plt
@@ -49,17 +51,22 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from slicreg_lite import config, pipeline, viz
-from slicreg_lite.metrics import DiceTable, dice_per_label, jacobian_stats
+from slicreg_lite import config, sources, stages, viz
+from slicreg_lite.metrics import DiceTable, average_dice, dice_per_label, jacobian_stats
 from slicreg_lite.spatial import affine_to_displacement, warp_image, warp_labels
+from slicreg_lite.supervoxels import body_mask
 from slicreg_lite.teacher import discrete, register
 from slicreg_lite.teacher.mind import mind_ssc
 from slicreg_lite.widgets import TeacherExplorer
 
 cfg = config.get_config(PRESET)
-split = cfg.split
-subjects = pipeline.cohort(cfg, (split.train_ids[0], split.template_id))
+data = sources.open_source(DATA, cfg)
+split = data.split
+subjects = stages.cohort(cfg, data, (split.train_ids[0], split.template_id))
 fixed, template = subjects[split.train_ids[0]], subjects[split.template_id]
+# organ labels only *measure* the teacher; scans without labels are shown without Dice
+labelled = fixed.labels is not None and template.labels is not None
+label_names = data.names_for(np.unique(template.labels) if labelled else [])
 print(f"preset {cfg.name!r}: fixed = training subject #{fixed.subject_id}, "
       f"moving = template #{template.subject_id}, {fixed.shape} voxels")
 
@@ -106,21 +113,27 @@ result = register(fixed.image, template.image, cfg.teacher, keep_levels=True)
 print("seconds per part:", {k: round(v, 2) for k, v in result.timings.items()})
 
 affine_field = affine_to_displacement(result.affine, fixed.shape)
-stages = {"not registered": np.zeros_like(affine_field), "affine": affine_field,
-          "affine + deformable": result.displacement}
-table = DiceTable()
-for name, field in stages.items():
-    table.add(name, fixed.subject_id, dice_per_label(warp_labels(template.labels, field),
-                                                     fixed.labels))
-print(table.to_markdown())
+steps = {"not registered": np.zeros_like(affine_field), "affine": affine_field,
+         "affine + deformable": result.displacement}
+if labelled:
+    table = DiceTable(label_names=label_names)
+    for name, field in steps.items():
+        table.add(name, fixed.subject_id, dice_per_label(warp_labels(template.labels, field),
+                                                         fixed.labels, table.labels))
+    print(table.to_markdown())
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 5))
-for ax, (name, field) in zip(axes, stages.items()):
-    viz.show_slice(fixed.image, axis=1, ax=ax, title=f"{name}: fixed (solid), template (dashed)")
-    viz.overlay_contours(ax, viz.view_slice(fixed.labels, axis=1))
-    viz.overlay_contours(ax, viz.view_slice(warp_labels(template.labels, field), axis=1),
-                         linestyle="dashed")
+for ax, (name, field) in zip(axes, steps.items()):
+    if labelled:
+        viz.show_slice(fixed.image, axis=1, ax=ax,
+                       title=f"{name}: fixed (solid), template (dashed)")
+        viz.overlay_contours(ax, viz.view_slice(fixed.labels, axis=1))
+        viz.overlay_contours(ax, viz.view_slice(warp_labels(template.labels, field), axis=1),
+                             linestyle="dashed")
+    else:  # no labels: the checkerboard of the fixed scan and the warped template
+        viz.show_checkerboard(fixed.image, warp_image(template.image, field, fill=-1000.0),
+                              axis=1, ax=ax, title=f"{name}: fixed / warped template")
 plt.show()
 
 # %% [markdown]
@@ -231,11 +244,18 @@ plt.show()
 # transform turns inside out, Jacobian determinant <= 0) stays rare:
 
 # %%
+body = body_mask(fixed.image)  # from intensities: no labels needed
 for level, field in enumerate(result.levels, start=1):
-    warped = warp_labels(template.labels, field)
-    stats = jacobian_stats(field, fixed.body_mask)
-    print(f"level {level} (spacing {cfg.teacher.grid_spacings[level - 1]}): avg(4) Dice "
-          f"{100 * np.nanmean(dice_per_label(warped, fixed.labels)[[0, 1, 2, 5]]):.1f}%, "
+    stats = jacobian_stats(field, body)
+    dice = ""
+    if labelled:
+        scores = dice_per_label(warp_labels(template.labels, field), fixed.labels,
+                                list(label_names))
+        if data.is_btcv:  # the paper's summary: the four large organs
+            dice = f"avg(4) Dice {100 * average_dice(scores, config.LARGE_ORGANS):.1f}%, "
+        else:
+            dice = f"mean Dice {100 * np.nanmean(scores):.1f}%, "
+    print(f"level {level} (spacing {cfg.teacher.grid_spacings[level - 1]}): {dice}"
           f"folding {stats['percent_folding']:.2f}%, std(log J) "
           f"{stats['std_log_jacobian']:.2f}")
 viz.show_deformation_grid(result.displacement, axis=1, step=3, background=fixed.image)
@@ -243,29 +263,30 @@ plt.show()
 
 # %% [markdown]
 # ## The supervision stage: every training scan
-# `pipeline.supervision(cfg)` registers the template onto every training scan (in
-# parallel processes with joblib) and warps the supervoxel layers with the fields. The
-# organ labels below only *measure* how good the teacher is; nothing is trained on them.
+# `stages.supervision(cfg, data)` registers the template onto every training scan (in
+# parallel processes with joblib, one per CPU core) and warps the supervoxel layers with
+# the fields. The organ labels below only *measure* how good the teacher is; nothing is
+# trained on them.
 
 # %%
-supervised = pipeline.supervision(cfg)
-teacher_table = pipeline.teacher_dice(cfg, supervised)
+supervised = stages.supervision(cfg, data)
+teacher_table = stages.teacher_dice(cfg, data, supervised)
 print(teacher_table.to_markdown())
 seconds = [s.timings["total"] for s in supervised.values()]
 print(f"\n{len(supervised)} training scans, {np.mean(seconds):.1f} s per registration "
-      f"({cfg.teacher.n_jobs} in parallel, so each had a share of the cores)")
+      f"(several in parallel, so each had a share of the cores)")
 
 # %% [markdown]
 # ## The supervoxels carried onto training scans
 # These warped layers are the targets of the network in notebook 03.
 
 # %%
-layers = pipeline.template_supervoxels(cfg).layers
+layers = stages.template_supervoxels(cfg, data).layers
 shown = list(supervised)[:3]
 fig, axes = plt.subplots(1, 1 + len(shown), figsize=(4 * (1 + len(shown)), 4))
 viz.show_supervoxels(template.image, layers[0], axis=1, ax=axes[0], title="template, layer 0")
 for ax, subject_id in zip(axes[1:], shown):
-    scan = pipeline.cohort(cfg, (subject_id,))[subject_id]
+    scan = stages.cohort(cfg, data, (subject_id,))[subject_id]
     viz.show_supervoxels(scan.image, supervised[subject_id].layers[0], axis=1, ax=ax,
                          title=f"carried onto #{subject_id}")
 plt.show()
@@ -276,8 +297,9 @@ plt.show()
 # folds), too large and organs cannot move enough. `level` 0 shows the affine step.
 
 # %%
-explorer = TeacherExplorer(fixed, template, cfg.teacher)
-display(explorer.widget)
+if labelled:  # the explorer reports Dice: it needs labels
+    explorer = TeacherExplorer(fixed, template, cfg.teacher)
+    display(explorer.widget)
 
 # %% [markdown]
 # ## Try it yourself

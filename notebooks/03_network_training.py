@@ -39,10 +39,13 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 # The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,
 # the default) or "paper" (the paper's sizes, for a GPU). Under "lite" the shipped
-# weights are used; RETRAIN = True trains from scratch instead (about 10 minutes).
+# weights are used; RETRAIN = True trains from scratch instead (about 10 minutes). DATA
+# chooses the scans ("phantom", or "bcv:PATH", "learn2reg:PATH", "folder:PATH": see
+# notebook 00); the shipped weights serve the phantom only, real data trains its own.
 import os
 
 PRESET = os.environ.get("SLICREG_PRESET", "lite")
+DATA = os.environ.get("SLICREG_DATA", "phantom")
 RETRAIN = False
 
 # %%
@@ -50,11 +53,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from slicreg_lite import config, networks, pipeline, viz
+from slicreg_lite import config, networks, sources, stages, viz
 from slicreg_lite.spatial import resize
 from slicreg_lite.training import augment
 
 cfg = config.get_config(PRESET)
+data = sources.open_source(DATA, cfg)
 input_shape = tuple(cfg.network.input_shape)
 print(f"preset {cfg.name!r}: the network sees {input_shape} voxels and answers at "
       f"{tuple(n // 2 for n in input_shape)}")
@@ -118,7 +122,7 @@ plt.show()
 # with the *same* transform, so they stay aligned.
 
 # %%
-dataset = pipeline.training_data(cfg)
+dataset = stages.training_data(cfg, data)
 sample = dataset[0]
 rng = np.random.default_rng(0)
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.5))
@@ -138,7 +142,7 @@ plt.show()
 # run here. On a GPU, mixed precision and activation checkpointing are switched on.
 
 # %%
-model, checkpoint = pipeline.network(cfg, "deeplab", "slic", retrain=RETRAIN)
+model, checkpoint = stages.network(cfg, data, "deeplab", "slic", retrain=RETRAIN)
 history = checkpoint["history"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 axes[0].plot(history["loss"], alpha=0.4)
@@ -161,10 +165,10 @@ print(f"trained for {len(history['loss'])} iterations in {history['seconds']:.0f
 # supervoxels, which is what "no registration" would assume.
 
 # %%
-test_id = cfg.split.evaluation_ids[0]
-scan = pipeline.cohort(cfg, (test_id,))[test_id]
-teacher = pipeline.supervision(cfg, (test_id,))[test_id].layers
-template_layers = pipeline.template_supervoxels(cfg).layers
+test_id = data.split.evaluation_ids[0]
+scan = stages.cohort(cfg, data, (test_id,))[test_id]
+teacher = stages.supervision(cfg, data, (test_id,))[test_id].layers
+template_layers = stages.template_supervoxels(cfg, data).layers
 predicted = networks.predict_supervoxels(model, scan.image, input_shape, teacher.shape[1:],
                                          intensity_scale=cfg.training.intensity_scale)
 image = resize(scan.image, teacher.shape[1:])  # the scan on the supervoxel grid
@@ -181,7 +185,7 @@ plt.show()
 # scan, per layer; the baseline assumes the template's supervoxels did not move.
 
 # %%
-agreement = pipeline.network_agreement(cfg, model)
+agreement = stages.network_agreement(cfg, data, model)
 mean_network = agreement["network"].mean(0)
 mean_template = agreement["template"].mean(0)
 print(f"mean over {len(agreement['network'])} test scans and {len(mean_network)} layers: "
@@ -200,7 +204,7 @@ plt.show()
 # ## Try it yourself
 # 1. Set `RETRAIN = True` and halve the iterations (`cfg = cfg.with_updates(training=
 #    {"iterations": 150})`): how much agreement do you lose?
-# 2. Train the UNet variant (`pipeline.network(cfg, "unet", "slic")`) and compare its
+# 2. Train the UNet variant (`stages.network(cfg, data, "unet", "slic")`) and compare its
 #    per-layer agreement. The paper found DeepLab 6.8 points better (avg(4) Dice).
 # 3. Why is a layer's accuracy far below what the Dice of organs suggests? Think of how
 #    small one supervoxel is compared with the liver, and what an off-by-one-supervoxel

@@ -38,10 +38,13 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,
-# the default) or "paper" (the paper's sizes, for a GPU). SUBJECT picks a test scan.
+# the default) or "paper" (the paper's sizes, for a GPU). DATA chooses the scans
+# ("phantom", or "bcv:PATH", "learn2reg:PATH", "folder:PATH": see notebook 00).
+# SUBJECT picks a test scan.
 import os
 
 PRESET = os.environ.get("SLICREG_PRESET", "lite")
+DATA = os.environ.get("SLICREG_DATA", "phantom")
 SUBJECT = 0  # index into the test subjects
 
 # %%
@@ -49,18 +52,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 
-from slicreg_lite import adamreg, config, networks, pipeline, regression, viz
+from slicreg_lite import adamreg, config, networks, regression, sources, stages, viz
 from slicreg_lite.metrics import average_dice, dice_per_label, jacobian_stats
 from slicreg_lite.spatial import resize, warp_labels
 from slicreg_lite.widgets import AdamExplorer
 
 cfg = config.get_config(PRESET)
-template_id = cfg.split.template_id
-moving_id = cfg.split.evaluation_ids[SUBJECT]
-subjects = pipeline.cohort(cfg, (template_id, moving_id))
+data = sources.open_source(DATA, cfg)
+template_id = data.split.template_id
+moving_id = data.split.evaluation_ids[SUBJECT]
+subjects = stages.cohort(cfg, data, (template_id, moving_id))
 fixed, moving = subjects[template_id], subjects[moving_id]
-layers = pipeline.template_supervoxels(cfg).layers
-model, _ = pipeline.network(cfg, "deeplab", "slic")  # shipped weights under lite
+layers = stages.template_supervoxels(cfg, data).layers
+model, _ = stages.network(cfg, data, "deeplab", "slic")  # shipped weights: phantom, lite
+labelled = fixed.labels is not None and moving.labels is not None
 
 
 def predict(scan):
@@ -71,8 +76,14 @@ def predict(scan):
 
 
 def avg4(warped):
-    """avg(4) Dice (%) of warped moving labels against the template's."""
-    return 100 * average_dice(dice_per_label(warped, fixed.labels), config.LARGE_ORGANS)
+    """avg(4) Dice (%) of warped moving labels against the template's (for labels other
+    than the 13 BTCV organs: the mean over all labels; NaN without labels)."""
+    if not labelled:
+        return float("nan")
+    if data.is_btcv:
+        return 100 * average_dice(dice_per_label(warped, fixed.labels), config.LARGE_ORGANS)
+    names = data.names_for(np.unique(fixed.labels))
+    return 100 * float(np.nanmean(dice_per_label(warped, fixed.labels, list(names))))
 
 
 print(f"preset {cfg.name!r}: template #{template_id}, moving scan #{moving_id}; "
@@ -166,16 +177,18 @@ plt.show()
 # Warping the moving scan's labels with the field (nearest neighbour) gives the Dice.
 
 # %%
-warped = warp_labels(moving.labels, result.displacement)
-dice_before, dice_after = avg4(moving.labels), avg4(warped)
+moving_labels = moving.labels if labelled else np.zeros(moving.shape, np.uint8)
+warped = warp_labels(moving_labels, result.displacement)
+dice_before, dice_after = avg4(moving_labels), avg4(warped)
 folding_percent = jacobian_stats(result.displacement)["percent_folding"]
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
 index = fixed.shape[1] // 2
-for ax, (title, labels) in zip(axes[:2], [(f"before: avg(4) {dice_before:.1f}%", moving.labels),
+for ax, (title, labels) in zip(axes[:2], [(f"before: avg(4) {dice_before:.1f}%", moving_labels),
                                           (f"after: avg(4) {dice_after:.1f}%", warped)]):
     viz.show_slice(fixed.image, axis=1, index=index, ax=ax, title=title)
-    viz.overlay_contours(ax, viz.view_slice(fixed.labels, 1, index))
-    viz.overlay_contours(ax, viz.view_slice(labels, 1, index), linestyle="dashed")
+    if labelled:
+        viz.overlay_contours(ax, viz.view_slice(fixed.labels, 1, index))
+        viz.overlay_contours(ax, viz.view_slice(labels, 1, index), linestyle="dashed")
 viz.show_deformation_grid(result.displacement, axis=1, index=index, ax=axes[2],
                           background=fixed.image, title=f"field, {folding_percent:.2f}% folding")
 plt.show()
@@ -188,13 +201,13 @@ plt.show()
 # keypoint + spline representation costs.
 
 # %%
-teacher_layers = pipeline.supervision(cfg, (moving_id,))[moving_id].layers
+teacher_layers = stages.supervision(cfg, data, (moving_id,))[moving_id].layers
 exact = adamreg.prepare_template(layers, cfg)
 on_teacher = adamreg.register(exact, adamreg.moving_features(teacher_layers, exact, cfg), cfg,
                               output_shape=fixed.shape)
 print(f"avg(4) Dice: no registration {dice_before:.1f}%, Adam on predicted supervoxels "
       f"{dice_after:.1f}%, Adam on the teacher's supervoxels "
-      f"{avg4(warp_labels(moving.labels, on_teacher.displacement)):.1f}%")
+      f"{avg4(warp_labels(moving_labels, on_teacher.displacement)):.1f}%")
 
 # %% [markdown]
 # ## Interactive: alpha, k and iterations
@@ -203,8 +216,9 @@ print(f"avg(4) Dice: no registration {dice_before:.1f}%, Adam on predicted super
 # keypoints disagree and the spline folds; too large a one stiffens the motion.
 
 # %%
-explorer = AdamExplorer(template, features, fixed, moving, cfg)
-display(explorer.widget)
+if labelled:  # the explorer reports Dice: it needs labels
+    explorer = AdamExplorer(template, features, fixed, moving, cfg)
+    display(explorer.widget)
 
 # %% [markdown]
 # ## The baseline: regressing displacements, then a random walk
@@ -214,11 +228,11 @@ display(explorer.widget)
 # displacements by a random walk on the same kNN graph, and use the same spline.
 
 # %%
-regressor, _ = pipeline.network(cfg, "deeplab", "regression")
+regressor, _ = stages.network(cfg, data, "deeplab", "regression")
 field = networks.predict_displacement(regressor, moving.image, cfg.network.input_shape,
                                       intensity_scale=cfg.training.intensity_scale)
 baseline = regression.register(exact, field, cfg, output_shape=fixed.shape)
-baseline_warped = warp_labels(moving.labels, baseline.displacement)
+baseline_warped = warp_labels(moving_labels, baseline.displacement)
 print(f"avg(4) Dice on #{moving_id}: regression + RW {avg4(baseline_warped):.1f}% vs "
       f"Slic + Adam {dice_after:.1f}%; folding "
       f"{jacobian_stats(baseline.displacement)['percent_folding']:.2f}% vs "

@@ -37,25 +37,28 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,
-# the default) or "paper" (the paper's sizes, for a GPU).
+# the default) or "paper" (the paper's sizes, for a GPU). DATA chooses the scans
+# ("phantom", or "bcv:PATH", "learn2reg:PATH", "folder:PATH": see notebook 00).
 import os
 
 PRESET = os.environ.get("SLICREG_PRESET", "lite")
+DATA = os.environ.get("SLICREG_DATA", "phantom")
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 
-from slicreg_lite import config, pipeline, viz
+from slicreg_lite import config, evaluation, sources, stages, viz
 from slicreg_lite.metrics import PAPER_COLUMNS, PAPER_TABLE
 
 cfg = config.get_config(PRESET)
-print(f"preset {cfg.name!r}: {len(cfg.split.evaluation_ids)} test subjects registered to "
-      f"template #{cfg.split.template_id}")
+data = sources.open_source(DATA, cfg)
+print(f"preset {cfg.name!r}, data {data.spec!r}: {len(data.split.evaluation_ids)} test "
+      f"subjects registered to template #{data.split.template_id}")
 
 # %% [markdown]
 # ## Every method on the test subjects
-# `pipeline.evaluate` runs each row (cached stages are reused; under `lite` from a warm
+# `evaluation.evaluate` runs each row (cached stages are reused; under `lite` from a warm
 # cache it takes about a minute, the first time the teacher adds about a minute more):
 # - **deeds-lite teacher (direct)**: the conventional registration of notebook 02, each
 #   test scan against the template;
@@ -64,37 +67,40 @@ print(f"preset {cfg.name!r}: {len(cfg.split.evaluation_ids)} test subjects regis
 # - each with the 3D DeepLab and with the 3D UNet.
 
 # %%
-evaluation = pipeline.evaluate(cfg)
-print(evaluation.to_markdown())
+results = evaluation.evaluate(cfg, data)
+print(results.to_markdown())
+scored = bool(results.dice.methods)  # False for scans without labels
+summary = results.summary_column  # avg(4) for the 13 BTCV organs, else the mean of all
 
 # %% [markdown]
 # ## Beside the paper's table
 # The paper's numbers are on real CT (BCV), ours on the phantom: compare the *ordering*
 # and the *gaps*, not the absolute values. The phantom has no PDD-Net row; it has the
-# teacher instead, which the paper does not list.
+# teacher instead, which the paper does not list. (Only for the 13 BTCV organs.)
 
 # %%
-rows = []
-for method in pipeline.METHODS:
-    ours = evaluation.dice.column(method, "avg(4)")
-    paper = PAPER_TABLE.get(method)
-    paper_text = f"{paper[4][0]:.1f}+-{paper[4][1]:.1f}" if paper else "-"
-    rows.append(f"| {method} | {ours[0]:.1f}+-{ours[1]:.1f} | {paper_text} |")
-print(f"| method | avg(4) phantom ({cfg.name}) | avg(4) paper (BCV) |\n|---|---|---|")
-print("\n".join(rows))
+if scored and results.dice.is_btcv:
+    rows = []
+    for method in evaluation.METHODS:
+        ours = results.dice.column(method, "avg(4)")
+        paper = PAPER_TABLE.get(method)
+        paper_text = f"{paper[4][0]:.1f}+-{paper[4][1]:.1f}" if paper else "-"
+        rows.append(f"| {method} | {ours[0]:.1f}+-{ours[1]:.1f} | {paper_text} |")
+    print(f"| method | avg(4) {data.kind} ({cfg.name}) | avg(4) paper (BCV) |\n|---|---|---|")
+    print("\n".join(rows))
 
-fig, ax = plt.subplots(figsize=(10, 4))
-names = [m for m in pipeline.METHODS if m in PAPER_TABLE]
-x = np.arange(len(names))
-ax.bar(x - 0.2, [evaluation.dice.column(m, "avg(4)")[0] for m in names], 0.4,
-       label=f"phantom ({cfg.name})")
-ax.bar(x + 0.2, [PAPER_TABLE[m][PAPER_COLUMNS.index("avg(4)")][0] for m in names], 0.4,
-       label="paper (BCV)")
-ax.set_xticks(x)
-ax.set_xticklabels([m.replace(": ", ":\n") for m in names], fontsize="small")
-ax.set_ylabel("avg(4) Dice (%)")
-ax.legend()
-plt.show()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    names = [m for m in evaluation.METHODS if m in PAPER_TABLE]
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [results.dice.column(m, "avg(4)")[0] for m in names], 0.4,
+           label=f"{data.kind} ({cfg.name})")
+    ax.bar(x + 0.2, [PAPER_TABLE[m][PAPER_COLUMNS.index("avg(4)")][0] for m in names], 0.4,
+           label="paper (BCV)")
+    ax.set_xticks(x)
+    ax.set_xticklabels([m.replace(": ", ":\n") for m in names], fontsize="small")
+    ax.set_ylabel("avg(4) Dice (%)")
+    ax.legend()
+    plt.show()
 
 # %% [markdown]
 # ## Per organ
@@ -103,8 +109,9 @@ plt.show()
 # where supervoxels of 60 mm are simply too coarse.
 
 # %%
-ax = viz.show_dice_boxplots(evaluation.dice, title="Dice per organ and method")
-plt.show()
+if scored:
+    ax = viz.show_dice_boxplots(results.dice, title="Dice per organ and method")
+    plt.show()
 
 # %% [markdown]
 # ## A typical case
@@ -112,13 +119,15 @@ plt.show()
 # method: coloured = warped labels, outlines = the template's own organs.
 
 # %%
-typical = pipeline.typical_subject(evaluation)
-template = pipeline.cohort(cfg, (cfg.split.template_id,))[cfg.split.template_id]
-centre = np.argwhere(template.labels > 0).mean(0).round().astype(int)
-figure = viz.show_method_overlays(
-    template.image, template.labels,
-    {m: evaluation.warped[m][typical] for m in pipeline.METHODS}, axis=2, index=centre[2])
-plt.show()
+typical = evaluation.typical_subject(results)
+template = stages.cohort(cfg, data, (data.split.template_id,))[data.split.template_id]
+if scored:
+    centre = np.argwhere(template.labels > 0).mean(0).round().astype(int)
+    figure = viz.show_method_overlays(
+        template.image, template.labels,
+        {m: results.warped[m][typical] for m in results.dice.methods}, axis=2,
+        index=centre[2])
+    plt.show()
 
 # %% [markdown]
 # ## Deformation quality and time
@@ -129,12 +138,13 @@ plt.show()
 # walk, plus the thin-plate spline); for the teacher, the whole registration.
 
 # %%
-for line in pipeline.findings(evaluation):
+for line in evaluation.findings(results):
     print("-", line)
 
 # %% [markdown]
 # ## What carries over from the paper, and what does not
-# Measured under `lite` (9 test subjects, CPU; the closing note of issue 7 has the run):
+# Measured under `lite` on the phantom (9 test subjects, a 2-core CPU; `make demo` prints
+# the same table):
 #
 # - **Classification beats regression: carries over.** Slic + Adam beats regression +
 #   random walk by about 20 points with either backbone (paper: 14.7 with DeepLab). A
@@ -160,11 +170,11 @@ for line in pipeline.findings(evaluation):
 # %% [markdown]
 # ## Try it yourself
 # 1. Change `cfg = cfg.with_updates(adam={"alpha": 0.015})` (the paper's value) and run
-#    `pipeline.evaluate(cfg, ["Slic-Reg: 3D DeepLab + Slic + Adam"])`: what happens to the
+#    `evaluation.evaluate(cfg, data, ["Slic-Reg: 3D DeepLab + Slic + Adam"])`: what happens to the
 #    folding, and to the Dice?
 # 2. Which organ gains most from registration, which least? Relate it to the organ's
 #    size and to how much it moves between subjects.
 # 3. Is the DeepLab-vs-UNet difference meaningful? Compute a paired difference per
-#    subject from `evaluation.dice.scores(...)` and look at its spread.
+#    subject from `results.dice.scores(...)` and look at its spread.
 # 4. Write the results of your own variant to a folder with
-#    `pipeline.write_results(cfg, evaluation, "my_results")` and open `table.md`.
+#    `evaluation.write_results(cfg, data, results, "my_results")` and open `table.md`.

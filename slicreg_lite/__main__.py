@@ -1,8 +1,12 @@
 """Command line: ``python -m slicreg_lite --help``.
 
-``run``     the main job: every stage of the pipeline on the phantom cohort, then the table.
+``run``     the main job: every stage of the pipeline on a cohort (``--data``), then the table.
 ``train``   train a network of step 3 and store it under ``data/weights`` (shipped weights).
-``export``  write the phantom cohort as NIfTI files in the BCV "AbdomenIsoCrop" layout.
+``export``  write a cohort as NIfTI files (BCV, Learn2Reg or folder layout).
+
+Every command takes ``--preset`` and ``--data`` (``phantom``, ``bcv:PATH``,
+``learn2reg:PATH`` or ``folder:PATH``, see :mod:`slicreg_lite.sources`); ``--jobs``,
+``--device`` and ``--quiet`` change how it runs, never what it computes.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PRESET_NAMES, get_config
+from .config import PRESET_NAMES, RunSettings, get_config
 
 
 def _writable_folder(folder: Path) -> str | None:
@@ -28,30 +32,42 @@ def _writable_folder(folder: Path) -> str | None:
     return None
 
 
-def _run(args) -> int:
-    from . import pipeline
-    from .supervoxels import encoding_resolution
+def _open(args):
+    """The preset, the data source and the run settings of a command's arguments."""
+    from .sources import open_source
 
     cfg = get_config(args.preset)
+    data = open_source(args.data, cfg, template=args.template, split_file=args.split)
+    run = RunSettings(jobs=args.jobs, device=args.device, progress=not args.quiet)
+    return cfg, data, run
+
+
+def _run(args, cfg, data, run) -> int:
+    from . import evaluation as evaluation_module
+    from . import stages
+    from .cache import cache_root
+    from .supervoxels import encoding_resolution
+
     out = Path(args.out) / cfg.name
     problem = _writable_folder(out)
     if problem is not None:  # say so now, not after minutes of computing
         print(f"error: cannot write the results to {out}: {problem}\n"
               f"choose another folder with --out", file=sys.stderr)
         return 2
-    progress = not args.quiet
+    split = data.split
     start = time.perf_counter()
-    print(f"slicreg_lite: preset {cfg.name!r}, volumes {cfg.phantom.shape} at "
-          f"{cfg.phantom.spacing_mm:g} mm, cache {pipeline.cache_root() / cfg.name}")
+    print(f"slicreg_lite: preset {cfg.name!r}, data {data.spec!r}, volumes {cfg.grid.shape} "
+          f"at {cfg.grid.spacing_mm:g} mm, cache {cache_root() / cfg.name / data.label}")
 
     t = time.perf_counter()
-    subjects = pipeline.cohort(cfg, progress=progress)
-    print(f"[0] phantom cohort: {len(subjects)} subjects ({len(cfg.split.train_ids)} training, "
-          f"{len(cfg.split.test_ids)} test, template #{cfg.split.template_id}) "
+    subjects = stages.cohort(cfg, data, run=run)
+    what = "phantom cohort" if data.kind == "phantom" else f"{data.kind} scans on the grid"
+    print(f"[0] {what}: {len(subjects)} subjects ({len(split.train_ids)} training, "
+          f"{len(split.test_ids)} test, template #{split.template_id}) "
           f"in {time.perf_counter() - t:.1f} s")
 
     t = time.perf_counter()
-    template = pipeline.template_supervoxels(cfg, progress=progress)
+    template = stages.template_supervoxels(cfg, data, run=run)
     finest = encoding_resolution(template.layers, (len(template.layers),))[0]
     print(f"[1] template supervoxels: {len(template.layers)} layers x "
           f"{cfg.supervoxels.n_supervoxels - 1} + background on {template.image.shape} in "
@@ -59,64 +75,72 @@ def _run(args) -> int:
           f"narrows it to a cell {finest['ratio']:.0f}x smaller than one supervoxel")
 
     t = time.perf_counter()
-    supervised = pipeline.supervision(cfg, progress=progress)
-    teacher = pipeline.teacher_dice(cfg, supervised)
+    supervised = stages.supervision(cfg, data, run=run)
+    teacher = stages.teacher_dice(cfg, data, supervised, run=run)
     seconds = sum(s.timings["total"] for s in supervised.values()) / len(supervised)
-    avg4 = teacher.column("deeds-lite: affine + deformable", "avg(4)")[0]
+    deformable = "deeds-lite: affine + deformable"
+    column = "avg(4)" if teacher.is_btcv else teacher.columns[-1]
+    dice = (f"; {column} Dice on them {teacher.column(deformable, column)[0]:.1f}%"
+            if deformable in teacher.methods else "; no labels to score them")
     print(f"[2] deeds-lite teacher: template registered onto {len(supervised)} training "
-          f"subjects ({seconds:.1f} s each), supervoxels carried along; avg(4) Dice on them "
-          f"{avg4:.1f}% [{time.perf_counter() - t:.1f} s]")
+          f"subjects ({seconds:.1f} s each), supervoxels carried along{dice} "
+          f"[{time.perf_counter() - t:.1f} s]")
 
     t = time.perf_counter()
-    for backbone, head in [("deeplab", "slic"), ("unet", "slic"), ("deeplab", "regression"),
-                           ("unet", "regression")]:
-        pipeline.network(cfg, backbone, head, progress=progress)
+    for backbone, head in NETWORKS:
+        stages.network(cfg, data, backbone, head, run=run)
     print(f"[3] networks: DeepLab and UNet, each with the supervoxel and the regression head "
           f"(shipped weights or trained) [{time.perf_counter() - t:.1f} s]")
 
     t = time.perf_counter()
-    evaluation = pipeline.evaluate(cfg, progress=progress)
+    evaluation = evaluation_module.evaluate(cfg, data, run=run)
     print(f"[4-5] every method on the {len(evaluation.subject_ids)} test subjects "
           f"[{time.perf_counter() - t:.1f} s]\n")
-    print(f"Dice (%) of the test subjects registered to template #{cfg.split.template_id}, "
-          f"mean +- std (avg(4) and avg(13) over all subject-organ pairs, as in the paper); "
+    print(f"Dice (%) of the test subjects registered to template #{split.template_id}, "
+          f"mean +- std (averages over all subject-organ pairs, as in the paper); "
           f"std(log J) and % J<=0 inside the template's body; seconds per registration:\n")
     print(evaluation.to_markdown())
     print()
-    for line in pipeline.findings(evaluation):
+    for line in evaluation_module.findings(evaluation):
         print(f"- {line}")
 
     total = time.perf_counter() - start
-    written = pipeline.write_results(cfg, evaluation, out, total_seconds=total)
-    print(f"\nwritten: {', '.join(str(p) for p in written)}")
+    written = evaluation_module.write_results(cfg, data, evaluation, out, total_seconds=total)
+    shown = [p for p in written if p.parent == out]
+    fields = len(written) - len(shown)
+    print(f"\nwritten: {', '.join(str(p) for p in shown)}"
+          + (f", and {fields} displacement fields in {out / 'fields'}" if fields else ""))
     print(f"total {total:.1f} s")
     return 0
 
 
-def _export(args) -> int:
-    from . import pipeline
-    from .phantom import export_nifti
+#: The four networks of the table: (backbone, head).
+NETWORKS = (("deeplab", "slic"), ("unet", "slic"), ("deeplab", "regression"),
+            ("unet", "regression"))
 
-    cfg = get_config(args.preset)
-    subjects = pipeline.cohort(cfg, progress=not args.quiet)
-    dest = export_nifti(subjects, args.dest)
-    print(f"wrote {len(subjects)} subjects to {dest}/img and {dest}/label")
+
+def _export(args, cfg, data, run) -> int:
+    from . import stages
+    from .sources import export_cohort
+
+    subjects = stages.cohort(cfg, data, run=run)
+    dest = export_cohort(subjects, args.dest, layout=args.layout, split=data.split,
+                         label_names=data.label_names)
+    print(f"wrote {len(subjects)} subjects to {dest} ({args.layout} layout); read them back "
+          f"with --data {args.layout}:{dest}")
     return 0
 
 
-def _train(args) -> int:
-    from . import pipeline
+def _train(args, cfg, data, run) -> int:
+    from . import stages
 
-    cfg = get_config(args.preset)
-    pairs = [("deeplab", "slic"), ("unet", "slic"), ("deeplab", "regression"),
-             ("unet", "regression")] if args.all else [(args.backbone, args.head)]
+    pairs = NETWORKS if args.all else [(args.backbone, args.head)]
     for backbone, head in pairs:
-        print(f"training {backbone} + {head} under {cfg.name!r} "
+        print(f"training {backbone} + {head} under {cfg.name!r} on {data.spec!r} "
               f"({cfg.training.iterations} iterations of {cfg.training.batch_size} scans)")
-        _, checkpoint = pipeline.network(cfg, backbone, head, retrain=True,
-                                         progress=not args.quiet)
+        _, checkpoint = stages.network(cfg, data, backbone, head, retrain=True, run=run)
         history = checkpoint["history"]
-        target = pipeline.publish_weights(cfg, backbone, head)
+        target = stages.publish_network(cfg, data, backbone, head)
         final = history["validation"][-1][1] if history["validation"] else float("nan")
         print(f"  {history['seconds']:.0f} s, loss {history['loss'][0]:.2f} -> "
               f"{history['loss'][-1]:.2f}, validation {final:.3f}; wrote {target}")
@@ -135,29 +159,47 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--preset", default="lite", choices=PRESET_NAMES,
                         help="smoke: seconds (tests); lite: minutes on a laptop CPU (default); "
                              "paper: the paper's sizes, for a GPU")
+    common.add_argument("--data", default="phantom", metavar="SOURCE",
+                        help="the cohort: phantom (default), bcv:PATH (AbdomenIsoCrop layout), "
+                             "learn2reg:PATH (a folder with dataset.json) or folder:PATH "
+                             "(PATH/images/*.nii.gz, optional PATH/labels/ and "
+                             "PATH/split.json)")
+    common.add_argument("--template", default=None, metavar="ID",
+                        help="another template than the data's (one of its scans)")
+    common.add_argument("--split", default=None, type=Path, metavar="FILE",
+                        help="a split file (JSON with 'template', 'test', 'train', 'labels') "
+                             "for a Learn2Reg task or a folder")
+    common.add_argument("--jobs", default=None, type=_jobs, metavar="N",
+                        help="parallel workers for the per-scan steps (default: one per CPU "
+                             "core); never changes a result or a cache")
+    common.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                        help="where networks are trained (default: CUDA when available)")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
 
     run = commands.add_parser(
         "run", parents=[common],
-        help="the main job: run the whole pipeline on the phantom cohort, print the table",
-        description="Run every step of Slic-Reg on the synthetic cohort and print the "
-                    "paper's table: [0] make the phantom scans, [1] cut the template into "
+        help="the main job: run the whole pipeline on a cohort, print the table",
+        description="Run every step of Slic-Reg on a cohort (the synthetic phantom by "
+                    "default, or --data) and print the paper's table: [0] make (or read and "
+                    "pre-process) the scans, [1] cut the template into "
                     "supervoxels, [2] register the template to the training scans with "
                     "deeds-lite (the teacher), [3] load (or train) the networks, [4] register "
                     "the test scans with Adam and with the regression baseline, [5] measure "
                     "Dice, folding and time. Every step is cached under "
-                    "data/cache/<preset>, so a second run only repeats [4] and [5].",
-        epilog="example: python -m slicreg_lite run --preset smoke --out /tmp/results")
+                    "data/cache/<preset>/<data>, so a second run only repeats [4] and [5].",
+        epilog="examples: python -m slicreg_lite run --preset smoke --out /tmp/results; "
+               "python -m slicreg_lite run --data bcv:~/data/AbdomenIsoCrop")
     run.add_argument("--out", default="results", type=Path,
-                     help="folder for table.md, results.json and the figures; they go into "
-                          "OUT/<preset>/ (default: results/<preset>/)")
+                     help="folder for table.md, results.json, the figures and the Slic-Reg "
+                          "fields; they go into OUT/<preset>/ (default: results/<preset>/)")
     run.set_defaults(handler=_run)
 
     train = commands.add_parser(
         "train", parents=[common],
         help="train a network and store it as shipped weights (data/weights)",
         description="Train a network of step 3 from scratch on the teacher's supervoxels "
-                    "and write it to data/weights/<preset>/ with its checksum.")
+                    "and write it to data/weights/<preset>/ (weights for another --data than "
+                    "the phantom go to data/weights/<preset>/<data>/) with its checksum.")
     train.add_argument("--backbone", default="deeplab", choices=("deeplab", "unet"))
     train.add_argument("--head", default="slic", choices=("slic", "regression"))
     train.add_argument("--all", action="store_true",
@@ -165,18 +207,39 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     export = commands.add_parser(
-        "export", parents=[common], help="write the phantom cohort as NIfTI files (BCV layout)",
-        description="Write img/imgNNNN.nii.gz and label/labelNNNN.nii.gz for every subject, "
-                    "so that ITK-SNAP, 3D Slicer or nibabel can open them.")
+        "export", parents=[common], help="write a cohort as NIfTI files (BCV layout by default)",
+        description="Write every subject of the cohort, on the preset's grid, as NIfTI files "
+                    "that ITK-SNAP, 3D Slicer or nibabel open, in the layout that --data "
+                    "reads back: bcv (img/imgNNNN.nii.gz, label/labelNNNN.nii.gz), learn2reg "
+                    "(imagesTr/, labelsTr/, dataset.json) or folder (images/, labels/, "
+                    "split.json).")
     export.add_argument("dest", type=Path, help="destination folder")
+    export.add_argument("--layout", default="bcv", choices=("bcv", "learn2reg", "folder"))
     export.set_defaults(handler=_export)
     return parser
 
 
+def _jobs(text: str) -> int:
+    value = int(text)
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of workers or -1; "
+                                         f"got {text}")
+    return value
+
+
 def main(argv=None) -> int:
-    """Entry point of ``python -m slicreg_lite`` and of the ``slicreg-lite`` script."""
+    """Entry point of ``python -m slicreg_lite`` and of the ``slicreg-lite`` script.
+
+    Bad input (an unknown data source, a missing folder, an invalid scan, a split that
+    does not fit) is reported in one line on stderr with exit code 2, before any work.
+    """
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        opened = _open(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return args.handler(args, *opened)
 
 
 if __name__ == "__main__":

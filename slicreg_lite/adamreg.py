@@ -319,7 +319,7 @@ def prepare_template(layers, cfg, *, feature_layers=None) -> Template:
     Parameters
     ----------
     layers : array_like of int, shape (L, D, H, W)
-        The template's layers (``pipeline.template_supervoxels(cfg).layers``): the
+        The template's layers (``stages.template_supervoxels(cfg, data).layers``): the
         keypoints are their centres.
     cfg : Config or AdamConfig
     feature_layers : array_like of int, shape (L, d, h, w), optional

@@ -9,16 +9,19 @@ Three presets share one structure:
 ``paper``
     The sizes of the MIDL 2021 paper (192 x 160 x 256 voxels at 2 mm), meant for a GPU.
 
-A :class:`Config` is a frozen dataclass made of one section per step. Change a value
-with :func:`dataclasses.replace` or with :meth:`Config.with_updates`; never edit a
-number inside a step's module.
+A :class:`Config` is a frozen dataclass made of one section per step: everything in it
+*decides a result*, so the cache keys of the stages are built from it. How a run is
+executed (parallel workers, the device, progress bars, how often training is validated,
+mixed precision, checkpointing) is kept apart in :class:`RunSettings`, which no cache key
+sees. Change a value with :func:`dataclasses.replace` or with :meth:`Config.with_updates`;
+never edit a number inside a step's module.
 
 Examples
 --------
 >>> from slicreg_lite.config import get_config
 >>> cfg = get_config("lite")
->>> cfg.phantom.shape
-(96, 80, 112)
+>>> cfg.grid.shape, cfg.grid.spacing_mm
+((96, 80, 112), 4.0)
 >>> cfg.with_updates(adam={"alpha": 0.05}).adam.alpha
 0.05
 """
@@ -63,16 +66,25 @@ PAPER_TEMPLATE_ID = 38
 
 
 @dataclass(frozen=True)
-class PhantomConfig:
-    """The synthetic abdominal CT cohort (:mod:`slicreg_lite.phantom`).
+class GridConfig:
+    """The voxel grid of a preset: every scan is brought onto it before any step.
 
-    Array axes follow the BCV "AbdomenIsoCrop" volumes: axis 0 runs from the patient's
-    left to right, axis 1 from posterior to anterior, axis 2 from inferior to superior
-    (RAS+ orientation).
+    The phantom is generated directly on this grid; real scans are reoriented, resampled
+    to ``spacing_mm`` and cropped or padded to ``shape`` around their soft tissue
+    (:mod:`slicreg_lite.preprocessing`). Array axes are RAS+: axis 0 runs from the
+    patient's left to right, axis 1 from posterior to anterior, axis 2 from inferior to
+    superior (the layout of the BCV "AbdomenIsoCrop" volumes).
     """
 
     shape: tuple[int, int, int] = (96, 80, 112)
     spacing_mm: float = 4.0
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """The synthetic abdominal CT cohort (:mod:`slicreg_lite.phantom`), drawn on the
+    preset's grid (:class:`GridConfig`)."""
+
     seed: int = 2021
     # Inter-patient variability (no pre-alignment, as in the paper).
     scale_range: tuple[float, float] = (0.85, 1.15)  # anisotropic body size
@@ -90,19 +102,25 @@ class PhantomConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Which subjects exist and what they are used for (BCV-style ids)."""
+    """Which subjects exist and what they are used for.
 
-    train_ids: tuple[int, ...] = PAPER_TRAIN_IDS
-    test_ids: tuple[int, ...] = PAPER_TEST_IDS
-    template_id: int = PAPER_TEMPLATE_ID
+    The presets hold the paper's split of the BCV ids (the phantom and a BCV folder use
+    it); a Learn2Reg folder or a folder of your own scans brings its own split
+    (:mod:`slicreg_lite.sources`), with the same three fields. Ids are integers for
+    numbered scans and file names (strings) for a folder of your own scans.
+    """
+
+    train_ids: tuple = PAPER_TRAIN_IDS
+    test_ids: tuple = PAPER_TEST_IDS
+    template_id: int | str = PAPER_TEMPLATE_ID
 
     @property
-    def all_ids(self) -> tuple[int, ...]:
+    def all_ids(self) -> tuple:
         """Every subject id, sorted."""
         return tuple(sorted(set(self.train_ids) | set(self.test_ids)))
 
     @property
-    def evaluation_ids(self) -> tuple[int, ...]:
+    def evaluation_ids(self) -> tuple:
         """The test subjects registered to the template (all test ids but the template)."""
         return tuple(i for i in self.test_ids if i != self.template_id)
 
@@ -142,7 +160,6 @@ class TeacherConfig:
     quantisations: tuple[int, ...] = (2, 1, 1)  # voxels per displacement step per level
     regularisation: float = 8.0  # alpha: weight of the squared displacement gradient
     symmetric: bool = True  # also register backwards and make both fields consistent
-    n_jobs: int = 2  # subjects registered in parallel (joblib processes)
 
 
 @dataclass(frozen=True)
@@ -164,12 +181,9 @@ class TrainingConfig:
 
     iterations: int = 4000
     batch_size: int = 4
-    validate_every: int = 100
     learning_rate: float = 0.004
     augment_std: float = 0.07  # random affine: identity + N(0, std) on the 3x4 matrix
     intensity_scale: float = 500.0
-    mixed_precision: bool = True  # used on CUDA only
-    checkpointing: bool = True  # used on CUDA only
     seed: int = 3
 
 
@@ -207,6 +221,7 @@ class Config:
     """All parameters of one run. Build it with :func:`get_config`."""
 
     name: str = DEFAULT_PRESET
+    grid: GridConfig = field(default_factory=GridConfig)
     phantom: PhantomConfig = field(default_factory=PhantomConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     supervoxels: SupervoxelConfig = field(default_factory=SupervoxelConfig)
@@ -226,7 +241,7 @@ class Config:
         Parameters
         ----------
         *sections : str
-            Names of sections, e.g. ``"phantom", "split"``.
+            Names of sections, e.g. ``"grid", "teacher"``.
 
         Returns
         -------
@@ -264,18 +279,67 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run is executed, never what it computes.
+
+    None of these values enters a cache key or the key of the shipped weights: running
+    with other settings reuses every cached stage and the same networks.
+
+    Attributes
+    ----------
+    jobs : int or None
+        Parallel workers for the per-subject stages (reading scans, the teacher); None
+        uses one per CPU core, -1 as many as joblib's backend offers (e.g. a Dask cluster).
+    device : str or None
+        ``"cpu"`` or ``"cuda"`` for training; None takes CUDA when it is available.
+    progress : bool
+        Show progress bars.
+    validate_every : int
+        During training, measure the validation scans every this many iterations (and
+        after the last one).
+    mixed_precision, checkpointing : bool
+        Automatic mixed precision and activation checkpointing while training; both are
+        used on CUDA only (they save GPU memory; the CPU path is plain float32).
+    """
+
+    jobs: int | None = None
+    device: str | None = None
+    progress: bool = True
+    validate_every: int = 100
+    mixed_precision: bool = True
+    checkpointing: bool = True
+
+    def __post_init__(self):
+        if self.jobs is not None and (not isinstance(self.jobs, int) or self.jobs == 0
+                                      or self.jobs < -1):
+            raise ValueError(f"jobs must be a positive number of workers, -1 or None; "
+                             f"got {self.jobs!r}")
+        if self.device not in (None, "cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu', 'cuda' or None; got {self.device!r}")
+        if not isinstance(self.validate_every, int) or self.validate_every < 1:
+            raise ValueError(f"validate_every must be a positive integer; "
+                             f"got {self.validate_every!r}")
+
+    @property
+    def workers(self) -> int:
+        """The number of parallel workers (``jobs``, or the number of CPU cores)."""
+        return (os.cpu_count() or 1) if self.jobs is None else self.jobs
+
+
 def _smoke() -> Config:
     shape = (32, 28, 36)  # 12 mm voxels: the same field of view as lite, tiny arrays
     return Config(
         name="smoke",
-        phantom=PhantomConfig(shape=shape, spacing_mm=12.0),
+        grid=GridConfig(shape=shape, spacing_mm=12.0),
         split=SplitConfig(train_ids=(2, 3, 5, 6), test_ids=(1, 4, 7, 38)),
         supervoxels=SupervoxelConfig(shape=shape, n_layers=4),
         teacher=TeacherConfig(affine_factors=(2,), affine_radii=(3,), affine_iterations=(2,),
                               affine_block_spacing=2, grid_spacings=(4, 3), search_radii=(2, 1),
-                              quantisations=(1, 1), n_jobs=1),
+                              quantisations=(1, 1)),
         network=NetworkConfig(input_shape=(32, 28, 36)),
-        training=TrainingConfig(iterations=5, batch_size=2, validate_every=5),
+        training=TrainingConfig(iterations=5, batch_size=2),
         adam=AdamConfig(alpha=0.1, iterations=20, pool_kernel=3, tps_grid_step=2),
     )
 
@@ -293,7 +357,7 @@ def _lite() -> Config:
 def _paper() -> Config:
     return Config(
         name="paper",
-        phantom=PhantomConfig(shape=(192, 160, 256), spacing_mm=2.0),
+        grid=GridConfig(shape=(192, 160, 256), spacing_mm=2.0),
         supervoxels=SupervoxelConfig(shape=(96, 80, 128)),
         teacher=TeacherConfig(affine_factors=(8, 4, 2), affine_radii=(6, 3, 2),
                               affine_iterations=(2, 2, 2), grid_spacings=(12, 10, 8, 6, 5),

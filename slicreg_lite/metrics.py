@@ -3,8 +3,9 @@
 Dice
     After registration, the moving scan's organ labels are warped onto the template and
     compared with the template's own labels. :func:`dice_per_label` gives one overlap per
-    BTCV label as a fraction in ``0..1``; :class:`DiceTable` collects them per method and
-    subject and prints the paper's table in percent (METHOD.md, "Results to reproduce").
+    label as a fraction in ``0..1``; :class:`DiceTable` collects them per method and
+    subject and prints the paper's table in percent (the 13 BTCV organs by default; any
+    other label set is scored under its own names).
 Absent labels
     Not every scan shows every organ (a cropped field of view, a removed gallbladder).
     A label absent from *both* maps has no overlap to measure: its Dice is NaN and it is
@@ -47,6 +48,10 @@ from .config import LABEL_NAMES, LARGE_ORGANS, NUM_LABELS
 
 #: Every BTCV label number, 1..13 (0 is background and never scored).
 ALL_LABELS = tuple(range(1, NUM_LABELS + 1))
+#: The BTCV label set: label number -> organ name.
+BTCV_LABELS = dict(zip(ALL_LABELS, LABEL_NAMES))
+#: The largest label value a label map may hold (label maps are stored as uint8).
+MAX_LABEL = 255
 
 #: The columns of the paper's table (METHOD.md), in its order.
 PAPER_COLUMNS = ("spleen", "r.kidney", "l.kidney", "liver", "avg(4)", "avg(13)")
@@ -70,8 +75,6 @@ PAPER_TABLE = {
 
 # Short column names of the paper; every full name of config.LABEL_NAMES works too.
 _SHORT_NAMES = {"r.kidney": 2, "l.kidney": 3}
-# Averages over several labels; the label numbers are 1-based.
-_AVERAGE_COLUMNS = {"avg(4)": LARGE_ORGANS, "avg(13)": ALL_LABELS}
 
 
 def _to_numpy(array) -> np.ndarray:
@@ -81,15 +84,33 @@ def _to_numpy(array) -> np.ndarray:
     return np.asarray(array)
 
 
-def _check_label_numbers(labels: Iterable[int], name: str = "labels") -> tuple[int, ...]:
-    """Label numbers as a tuple of ints in ``1..NUM_LABELS``."""
+def _check_label_numbers(labels: Iterable[int], name: str = "labels",
+                         highest: int = NUM_LABELS) -> tuple[int, ...]:
+    """Label numbers as a tuple of ints in ``1..highest``."""
     numbers = tuple(int(label) for label in labels)
     if not numbers:
         raise ValueError(f"{name} must name at least one label; got an empty sequence")
-    bad = [label for label in numbers if not 1 <= label <= NUM_LABELS]
+    bad = [label for label in numbers if not 1 <= label <= highest]
     if bad:
-        raise ValueError(f"{name} must be label numbers in 1..{NUM_LABELS}; got {bad}")
+        raise ValueError(f"{name} must be label numbers in 1..{highest}; got {bad}")
     return numbers
+
+
+def is_btcv(label_names: dict) -> bool:
+    """Whether a label set is the 13 BTCV organs (numbers and names, case and spaces aside).
+
+    Only then do the paper's columns (spleen, kidneys, liver, avg(4), avg(13)) apply.
+
+    Examples
+    --------
+    >>> is_btcv(BTCV_LABELS), is_btcv({1: "liver", 2: "tumour"})
+    (True, False)
+    """
+    def plain(name) -> str:
+        return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+    return (set(label_names) == set(ALL_LABELS)
+            and all(plain(label_names[n]) == plain(BTCV_LABELS[n]) for n in ALL_LABELS))
 
 
 # ------------------------------------------------------------------------------------ Dice
@@ -148,12 +169,12 @@ def dice_per_label(prediction, target, labels: Iterable[int] = ALL_LABELS) -> np
     Parameters
     ----------
     prediction : array_like, shape (D, H, W)
-        Label map with values in ``0..13``, e.g. the moving labels warped onto the
+        Label map with values in ``0..255``, e.g. the moving labels warped onto the
         template.
     target : array_like, shape (D, H, W)
-        Label map with values in ``0..13``, e.g. the template's labels.
+        Label map with values in ``0..255``, e.g. the template's labels.
     labels : iterable of int
-        Label numbers to score, in ``1..13``; all 13 BTCV labels by default.
+        Label numbers to score, in ``1..255``; the 13 BTCV labels by default.
 
     Returns
     -------
@@ -163,27 +184,30 @@ def dice_per_label(prediction, target, labels: Iterable[int] = ALL_LABELS) -> np
     Raises
     ------
     ValueError
-        If the shapes differ, a map is not 3D or holds values outside ``0..13``, or a
-        requested label number is outside ``1..13``.
+        If the shapes differ, a map is not 3D or holds values outside ``0..255``, or a
+        requested label number is outside ``1..255``.
 
     Notes
     -----
     One pass over the voxels: the pair ``(prediction, target)`` of every voxel is coded as
-    ``prediction * 14 + target`` and counted with :func:`numpy.bincount`, which gives the
-    whole 14 x 14 confusion matrix at once instead of 13 passes (one per label).
+    ``prediction * n + target`` (``n`` = the number of label values) and counted with
+    :func:`numpy.bincount`, which gives the whole n x n confusion matrix at once instead
+    of one pass per label.
     """
     prediction = _to_numpy(prediction)
     target = _to_numpy(target)
     if prediction.shape != target.shape:
         raise ValueError(f"prediction and target must have the same shape; got prediction "
                          f"{prediction.shape} and target {target.shape}")
-    prediction = check_labels(prediction, name="prediction")
-    target = check_labels(target, name="target")
-    numbers = np.asarray(_check_label_numbers(labels))
+    prediction = check_labels(prediction, name="prediction", max_label=MAX_LABEL)
+    target = check_labels(target, name="target", max_label=MAX_LABEL)
+    numbers = np.asarray(_check_label_numbers(labels, highest=MAX_LABEL))
 
-    n_classes = NUM_LABELS + 1  # with background 0
-    # uint16 is enough: the largest code is 13 * 14 + 13 = 195.
-    codes = prediction.astype(np.uint16) * n_classes + target
+    highest = max(int(numbers.max()), int(prediction.max(initial=0)),
+                  int(target.max(initial=0)))
+    n_classes = highest + 1  # with background 0
+    # uint32 is enough: the largest code is 255 * 256 + 255.
+    codes = prediction.astype(np.uint32) * n_classes + target
     confusion = np.bincount(codes.ravel(), minlength=n_classes**2).reshape(n_classes, n_classes)
     overlap = np.diag(confusion)[numbers]
     sizes = confusion.sum(axis=1)[numbers] + confusion.sum(axis=0)[numbers]
@@ -221,12 +245,7 @@ def average_dice(scores, labels: Iterable[int] = ALL_LABELS) -> np.ndarray | flo
         raise ValueError(f"scores must have shape ({NUM_LABELS},) or (n_subjects, "
                          f"{NUM_LABELS}); got {values.shape}")
     columns = np.asarray(_check_label_numbers(labels)) - 1
-    selected = values[..., columns]
-    # Written out (instead of np.nanmean) so that an all-NaN row gives NaN without a warning.
-    finite = np.isfinite(selected)
-    count = finite.sum(axis=-1)
-    total = np.where(finite, selected, 0.0).sum(axis=-1)
-    mean = np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
+    mean = _row_means(values[..., columns])
     return float(mean) if mean.ndim == 0 else mean
 
 
@@ -251,13 +270,16 @@ def _format_percent(mean: float, std: float) -> str:
 class DiceTable:
     """Dice scores of several methods on several subjects, summarised like the paper.
 
-    Add one row of 13 scores (fractions, NaN for absent labels) per method and subject
-    with :meth:`add`; :meth:`summary`, :meth:`to_markdown` and :meth:`per_label_markdown`
-    give mean +- standard deviation over subjects, in percent.
+    Add one row of scores (fractions, NaN for absent labels), one per label of the table's
+    label set, per method and subject with :meth:`add`; :meth:`summary`,
+    :meth:`to_markdown` and :meth:`per_label_markdown` give mean +- standard deviation
+    over subjects, in percent.
 
-    Columns are organ names (the 13 of :data:`slicreg_lite.config.LABEL_NAMES`, plus the
-    paper's short ``"r.kidney"`` and ``"l.kidney"``) and the averages ``"avg(4)"`` (the
-    four large organs) and ``"avg(13)"``.
+    Columns are organ names and averages. For the 13 BTCV organs (the default label set)
+    the table has the paper's columns: spleen, ``"r.kidney"``, ``"l.kidney"``, liver,
+    ``"avg(4)"`` (the four large organs) and ``"avg(13)"``; every organ name works as a
+    column too. Any other label set (e.g. from a Learn2Reg ``dataset.json``) gets one
+    column per label under its own name and ``"avg(n)"`` over its ``n`` labels.
 
     Parameters
     ----------
@@ -265,10 +287,13 @@ class DiceTable:
         Delta degrees of freedom of the standard deviation. The default 1 (sample standard
         deviation) is the paper's; 0 gives the population standard deviation.
     average_mode : {"pooled", "per_subject"}
-        How the avg(4) / avg(13) columns are computed. ``"pooled"`` (default, the paper's):
+        How the average columns are computed. ``"pooled"`` (default, the paper's):
         mean +- std of all finite (subject, label) scores together, so the spread between
         organs counts too. ``"per_subject"``: each subject's average over the labels first
         (NaN labels left out), then mean +- std of these averages over subjects.
+    label_names : dict of int -> str
+        The label set: label number -> name, in the order of the scores. The 13 BTCV
+        organs by default.
 
     Notes
     -----
@@ -290,12 +315,17 @@ class DiceTable:
     | method | spleen | avg(13) |
     |---|---|---|
     | initial | 30.0+-10.0 | 30.0+-10.0 |
+    >>> other = DiceTable(label_names={1: "liver", 2: "tumour"})
+    >>> other.add("initial", "patient_a", [0.8, 0.1])
+    >>> other.columns
+    ('liver', 'tumour', 'avg(2)')
     """
 
     ddof: int = 1
     average_mode: str = "pooled"
-    # method -> subject id -> 13 scores; dicts keep the order in which methods were added.
-    _rows: dict[str, dict[int, np.ndarray]] = field(default_factory=dict, init=False, repr=False)
+    label_names: dict = field(default_factory=lambda: dict(BTCV_LABELS))
+    # method -> subject id -> scores; dicts keep the order in which methods were added.
+    _rows: dict[str, dict] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         if self.ddof not in (0, 1):
@@ -303,20 +333,60 @@ class DiceTable:
         if self.average_mode not in ("per_subject", "pooled"):
             raise ValueError(f"average_mode must be 'per_subject' or 'pooled'; "
                              f"got {self.average_mode!r}")
+        if not isinstance(self.label_names, dict) or not self.label_names:
+            raise ValueError(f"label_names must be a non-empty dict of label number -> name; "
+                             f"got {self.label_names!r}")
+        numbers = _check_label_numbers(self.label_names, "label_names", highest=MAX_LABEL)
+        self.label_names = {n: str(self.label_names[n]) for n in sorted(numbers)}
+
+    # ----------------------------------------------------------------- the label set
+    @property
+    def labels(self) -> tuple[int, ...]:
+        """The label numbers, in the order of the scores."""
+        return tuple(self.label_names)
+
+    @property
+    def is_btcv(self) -> bool:
+        """Whether the label set is the 13 BTCV organs (the paper's columns apply)."""
+        return is_btcv(self.label_names)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The default columns: the paper's six for BTCV, else every label and the mean."""
+        if self.is_btcv:
+            return PAPER_COLUMNS
+        return (*self.label_names.values(), f"avg({len(self.label_names)})")
+
+    def _averages(self) -> dict[str, tuple[int, ...]]:
+        """Average columns -> the label numbers they average."""
+        averages = {f"avg({len(self.labels)})": self.labels}
+        if self.is_btcv:
+            averages["avg(4)"] = LARGE_ORGANS
+        return averages
+
+    def _column_index(self, column: str) -> int:
+        """Position in a row of scores of an organ column (full or short paper name)."""
+        names = list(self.label_names.values())
+        if self.is_btcv and column in _SHORT_NAMES:
+            return self.labels.index(_SHORT_NAMES[column])
+        if column in names:
+            return names.index(column)
+        valid = [*names, *(_SHORT_NAMES if self.is_btcv else ()), *self._averages()]
+        raise ValueError(f"unknown column {column!r}; expected one of {valid}")
 
     # ---------------------------------------------------------------------- filling in
-    def add(self, method: str, subject_id: int, scores) -> None:
-        """Store the 13 Dice scores of one subject registered with one method.
+    def add(self, method: str, subject_id, scores) -> None:
+        """Store the Dice scores of one subject registered with one method.
 
         Parameters
         ----------
         method : str
             Name of the method, e.g. ``"initial, not registered"``.
-        subject_id : int
+        subject_id : int or str
             The subject's id; each (method, subject) pair may be added once.
-        scores : array_like, shape (13,)
-            Fractions in ``0..1`` as returned by :func:`dice_per_label`, NaN for absent
-            labels.
+        scores : array_like, shape (n_labels,)
+            One fraction in ``0..1`` per label of the label set (as returned by
+            :func:`dice_per_label` with ``labels=table.labels``), NaN for absent labels.
 
         Raises
         ------
@@ -324,20 +394,22 @@ class DiceTable:
             If the scores have the wrong shape or values outside ``0..1``, or the subject
             was already added for this method.
         """
+        from .subject import check_subject_id
+
         if not isinstance(method, str) or not method:
             raise ValueError(f"method must be a non-empty string; got {method!r}")
         row = _to_numpy(scores).astype(np.float64)
-        if row.shape != (NUM_LABELS,):
-            raise ValueError(f"scores must have shape ({NUM_LABELS},), one Dice per label; "
-                             f"got {row.shape}")
+        if row.shape != (len(self.labels),):
+            raise ValueError(f"scores must have shape ({len(self.labels)},), one Dice per "
+                             f"label of {list(self.label_names.values())}; got {row.shape}")
         finite = row[~np.isnan(row)]
         if ((finite < 0) | (finite > 1)).any():
             raise ValueError(f"scores must be fractions in 0..1 (or NaN); got values in "
                              f"{finite.min():g}..{finite.max():g} (percent by mistake?)")
         subjects = self._rows.setdefault(method, {})
-        subject_id = int(subject_id)
+        subject_id = check_subject_id(subject_id)
         if subject_id in subjects:
-            raise ValueError(f"subject_id {subject_id} was already added for method "
+            raise ValueError(f"subject_id {subject_id!r} was already added for method "
                              f"{method!r}")
         subjects[subject_id] = row.copy()
 
@@ -347,15 +419,15 @@ class DiceTable:
         """The methods, in the order they were first added."""
         return tuple(self._rows)
 
-    def subject_ids(self, method: str) -> tuple[int, ...]:
+    def subject_ids(self, method: str) -> tuple:
         """The subjects of one method, in the order they were added."""
         return tuple(self._subjects(method))
 
     def scores(self, method: str) -> np.ndarray:
-        """All scores of one method: shape ``(n_subjects, 13)``, fractions, NaN = absent."""
+        """All scores of one method: shape ``(n_subjects, n_labels)``, NaN = absent."""
         return np.stack(list(self._subjects(method).values()))
 
-    def _subjects(self, method: str) -> dict[int, np.ndarray]:
+    def _subjects(self, method: str) -> dict:
         if method not in self._rows:
             raise ValueError(f"unknown method {method!r}; the table has {list(self._rows)}")
         return self._rows[method]
@@ -367,8 +439,8 @@ class DiceTable:
         ----------
         method : str
         column : str
-            An organ name (``"spleen"``, ``"r.kidney"``, ``"right kidney"``, ...),
-            ``"avg(4)"`` or ``"avg(13)"``.
+            An organ name (``"spleen"``, ``"r.kidney"``, ``"right kidney"``, ...) or an
+            average (``"avg(4)"``, ``"avg(13)"`` for BTCV; ``"avg(n)"`` otherwise).
 
         Returns
         -------
@@ -376,40 +448,42 @@ class DiceTable:
             ``(mean, std)`` in percent over subjects; NaN when no subject has the label.
         """
         scores = self.scores(method) * 100.0
-        if column in _AVERAGE_COLUMNS:
-            labels = _AVERAGE_COLUMNS[column]
+        averages = self._averages()
+        if column in averages:
+            index = [self.labels.index(label) for label in averages[column]]
             if self.average_mode == "pooled":
-                return _mean_std(scores[:, np.asarray(labels) - 1].ravel(), self.ddof)
-            return _mean_std(average_dice(scores, labels), self.ddof)
-        return _mean_std(scores[:, _column_label(column) - 1], self.ddof)
+                return _mean_std(scores[:, index].ravel(), self.ddof)
+            return _mean_std(_row_means(scores[:, index]), self.ddof)
+        return _mean_std(scores[:, self._column_index(column)], self.ddof)
 
-    def summary(self, method: str, columns: Sequence[str] = PAPER_COLUMNS
+    def summary(self, method: str, columns: Sequence[str] | None = None
                 ) -> dict[str, tuple[float, float]]:
         """Mean +- std over subjects, in percent, for some columns of one method.
 
         Parameters
         ----------
         method : str
-        columns : sequence of str
-            The paper's six columns by default; :data:`slicreg_lite.config.LABEL_NAMES`
-            adds every organ.
+        columns : sequence of str, optional
+            :attr:`columns` by default (the paper's six for BTCV);
+            :data:`slicreg_lite.config.LABEL_NAMES` adds every organ.
 
         Returns
         -------
         dict
             ``column -> (mean, std)`` in percent, in the order of ``columns``.
         """
+        columns = self.columns if columns is None else columns
         return {column: self.column(method, column) for column in columns}
 
     def per_label_summary(self, method: str) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and std over subjects of each of the 13 labels, in percent (NaN = absent)."""
+        """Mean and std over subjects of each label, in percent (NaN = absent)."""
         scores = self.scores(method) * 100.0
-        pairs = [_mean_std(scores[:, i], self.ddof) for i in range(NUM_LABELS)]
+        pairs = [_mean_std(scores[:, i], self.ddof) for i in range(len(self.labels))]
         means, stds = zip(*pairs)
         return np.array(means), np.array(stds)
 
     # -------------------------------------------------------------------------- output
-    def to_markdown(self, columns: Sequence[str] = PAPER_COLUMNS,
+    def to_markdown(self, columns: Sequence[str] | None = None,
                     methods: Sequence[str] | None = None) -> str:
         """The table in Markdown, one row per method, like the paper's table.
 
@@ -418,14 +492,16 @@ class DiceTable:
 
         Parameters
         ----------
-        columns : sequence of str
-            The paper's six columns by default.
+        columns : sequence of str, optional
+            :attr:`columns` by default (the paper's six for BTCV).
         methods : sequence of str, optional
             Which methods, in which order; all, in the order added, by default.
         """
+        columns = self.columns if columns is None else tuple(columns)
+        averages = self._averages()
         for column in columns:  # fail early, before any row is built
-            if column not in _AVERAGE_COLUMNS:
-                _column_label(column)
+            if column not in averages:
+                self._column_index(column)
         lines = ["| method | " + " | ".join(columns) + " |",
                  "|" + "---|" * (len(columns) + 1)]
         for method in self.methods if methods is None else methods:
@@ -434,19 +510,20 @@ class DiceTable:
         return "\n".join(lines)
 
     def per_label_markdown(self, method: str) -> str:
-        """A 13-row Markdown table of one method: label number, organ, Dice mean+-std (%)."""
+        """A Markdown table of one method: label number, organ, Dice mean+-std (%)."""
         means, stds = self.per_label_summary(method)
         lines = [f"| label | organ | Dice % ({method}) |", "|---|---|---|"]
-        for number, (name, mean, std) in enumerate(zip(LABEL_NAMES, means, stds), start=1):
+        for (number, name), mean, std in zip(self.label_names.items(), means, stds):
             lines.append(f"| {number} | {name} | {_format_percent(mean, std)} |")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         """Everything as plain JSON-ready types (NaN becomes ``None``).
 
-        ``{"ddof", "average_mode", "methods": {method: {"scores": {subject_id: [13]},
-        "summary": {column: [mean, std]}}}}``; subject ids become strings, as JSON keys
-        must be. :meth:`from_dict` reads it back.
+        ``{"ddof", "average_mode", "labels": {number: name}, "methods": {method:
+        {"scores": {subject_id: [one per label]}, "summary": {column: [mean, std]}}}}``;
+        label numbers and subject ids become strings, as JSON keys must be.
+        :meth:`from_dict` reads it back.
         """
         def clean(values) -> list:
             return [None if math.isnan(v) else float(v) for v in values]
@@ -457,27 +534,37 @@ class DiceTable:
                 "scores": {str(sid): clean(row) for sid, row in subjects.items()},
                 "summary": {col: clean(ms) for col, ms in self.summary(method).items()},
             }
-        return {"ddof": self.ddof, "average_mode": self.average_mode, "methods": methods}
+        return {"ddof": self.ddof, "average_mode": self.average_mode,
+                "labels": {str(n): name for n, name in self.label_names.items()},
+                "methods": methods}
 
     @classmethod
     def from_dict(cls, data: dict) -> "DiceTable":
-        """A table from the output of :meth:`to_dict` (the summaries are recomputed)."""
+        """A table from the output of :meth:`to_dict` (the summaries are recomputed).
+
+        Subject ids that are written as whole numbers come back as ``int``.
+        """
+        labels = data.get("labels")
         table = cls(ddof=data.get("ddof", 0),
-                    average_mode=data.get("average_mode", "per_subject"))
+                    average_mode=data.get("average_mode", "per_subject"),
+                    label_names=({int(n): name for n, name in labels.items()} if labels
+                                 else dict(BTCV_LABELS)))
         for method, content in data["methods"].items():
             for sid, row in content["scores"].items():
-                table.add(method, int(sid), [math.nan if v is None else v for v in row])
+                table.add(method, int(sid) if sid.isdigit() else sid,
+                          [math.nan if v is None else v for v in row])
         return table
 
 
-def _column_label(column: str) -> int:
-    """The 1-based label number of an organ column (full or short paper name)."""
-    if column in _SHORT_NAMES:
-        return _SHORT_NAMES[column]
-    if column in LABEL_NAMES:
-        return LABEL_NAMES.index(column) + 1
-    valid = [*LABEL_NAMES, *_SHORT_NAMES, *_AVERAGE_COLUMNS]
-    raise ValueError(f"unknown column {column!r}; expected one of {valid}")
+def _row_means(scores: np.ndarray) -> np.ndarray:
+    """Each row's mean over its finite values (NaN for a row without any).
+
+    Written out (instead of np.nanmean) so that an all-NaN row gives NaN without a warning.
+    """
+    finite = np.isfinite(scores)
+    count = finite.sum(axis=-1)
+    total = np.where(finite, scores, 0.0).sum(axis=-1)
+    return np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
 
 
 # ------------------------------------------------------------------------------ Jacobian

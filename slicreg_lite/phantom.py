@@ -23,7 +23,8 @@ How a subject is made
 Examples
 --------
 >>> from slicreg_lite.config import get_config
->>> subject = generate_subject(38, get_config("smoke").phantom)
+>>> cfg = get_config("smoke")
+>>> subject = generate_subject(38, cfg.phantom, cfg.grid)
 >>> subject.image.shape, int(subject.labels.max())
 ((32, 28, 36), 13)
 """
@@ -31,14 +32,13 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from .config import Config, PhantomConfig
-from .datasets import Subject
+from .config import GridConfig, PhantomConfig
 from .spatial import resize
+from .subject import Subject
 
 #: Bump when the generator changes: cached cohorts of an older version are recomputed.
 PHANTOM_VERSION = 2
@@ -100,10 +100,10 @@ class _Canvas:
     (:meth:`region`), which keeps one subject at about a second.
     """
 
-    def __init__(self, cfg: PhantomConfig, forward: np.ndarray, translation: np.ndarray,
+    def __init__(self, grid: GridConfig, forward: np.ndarray, translation: np.ndarray,
                  deformation: np.ndarray):
-        self.shape = tuple(cfg.shape)
-        self.spacing = float(cfg.spacing_mm)
+        self.shape = tuple(grid.shape)
+        self.spacing = float(grid.spacing_mm)
         # world position (mm) of voxel i along an axis: (i - (n - 1) / 2) * spacing
         axes = [(np.arange(n, dtype=np.float32) - (n - 1) / 2) * self.spacing
                 for n in self.shape]
@@ -446,7 +446,7 @@ def _smooth_field(shape, spacing_mm: float, control_mm: float, std: float,
 
 
 # ------------------------------------------------------------------------------ subject
-def generate_subject(subject_id: int, cfg: PhantomConfig) -> Subject:
+def generate_subject(subject_id: int, cfg: PhantomConfig, grid: GridConfig) -> Subject:
     """One synthetic abdominal CT scan with its 13 organ labels and body mask.
 
     Parameters
@@ -454,7 +454,9 @@ def generate_subject(subject_id: int, cfg: PhantomConfig) -> Subject:
     subject_id : int
         Any non-negative integer; the cohort uses the BCV ids 1..10 and 21..40.
     cfg : PhantomConfig
-        Sizes and amounts of variability (``get_config(preset).phantom``).
+        Amounts of variability (``get_config(preset).phantom``).
+    grid : GridConfig
+        The voxel grid to draw the scan on (``get_config(preset).grid``).
 
     Returns
     -------
@@ -466,10 +468,14 @@ def generate_subject(subject_id: int, cfg: PhantomConfig) -> Subject:
     if not isinstance(cfg, PhantomConfig):
         raise TypeError(f"cfg must be a PhantomConfig (get_config(...).phantom); "
                         f"got {type(cfg).__name__}")
+    if not isinstance(grid, GridConfig):
+        raise TypeError(f"grid must be a GridConfig (get_config(...).grid); "
+                        f"got {type(grid).__name__}")
     if int(subject_id) != subject_id or subject_id < 0:
         raise ValueError(f"subject_id must be a non-negative integer; got {subject_id!r}")
-    if len(cfg.shape) != 3 or min(cfg.shape) < 8:
-        raise ValueError(f"cfg.shape must be three sizes of at least 8 voxels; got {cfg.shape}")
+    if len(grid.shape) != 3 or min(grid.shape) < 8:
+        raise ValueError(f"grid.shape must be three sizes of at least 8 voxels; "
+                         f"got {grid.shape}")
     rng = np.random.default_rng([cfg.seed, int(subject_id)])
 
     # pose and body shape: nothing is pre-aligned
@@ -483,9 +489,9 @@ def generate_subject(subject_id: int, cfg: PhantomConfig) -> Subject:
     translation[2] += rng.uniform(-cfg.fov_shift_mm, cfg.fov_shift_mm)
     forward = _rotation(*angles) @ np.diag(scale)
     translation -= forward @ _FOV_CENTRE  # the field of view is centred on _FOV_CENTRE
-    deformation = _smooth_field(cfg.shape, cfg.spacing_mm, cfg.deformation_spacing_mm,
+    deformation = _smooth_field(grid.shape, grid.spacing_mm, cfg.deformation_spacing_mm,
                                 cfg.deformation_mm, rng)
-    canvas = _Canvas(cfg, forward, translation, deformation)
+    canvas = _Canvas(grid, forward, translation, deformation)
     jitter = _Jitter(cfg, rng)
 
     # anatomy, from the outside in; later painting wins
@@ -499,9 +505,9 @@ def generate_subject(subject_id: int, cfg: PhantomConfig) -> Subject:
     _thorax(canvas, cavity, rng)
 
     image = _intensities(canvas, cfg, rng)
-    n = np.array(cfg.shape)
-    affine = np.diag([cfg.spacing_mm] * 3 + [1.0])
-    affine[:3, 3] = -(n - 1) / 2 * cfg.spacing_mm
+    n = np.array(grid.shape)
+    affine = np.diag([grid.spacing_mm] * 3 + [1.0])
+    affine[:3, 3] = -(n - 1) / 2 * grid.spacing_mm
     return Subject(int(subject_id), image, canvas.labels, affine, body_mask=body)
 
 
@@ -521,42 +527,3 @@ def _intensities(canvas: _Canvas, cfg: PhantomConfig, rng: np.random.Generator) 
     image = gaussian_filter(image, max(0.35, 1.0 / canvas.spacing))
     image += rng.standard_normal(canvas.shape, dtype=np.float32) * cfg.noise_hu
     return np.round(np.clip(image, -1024, 3071)).astype(np.float32)
-
-
-# ------------------------------------------------------------------------------- cohort
-def generate_cohort(cfg: Config, ids=None, *, progress: bool = False) -> dict[int, Subject]:
-    """Every subject of a preset's split (or the given ids), keyed by id.
-
-    Use :func:`slicreg_lite.pipeline.cohort` to get them from the on-disk cache instead.
-    """
-    from tqdm.auto import tqdm
-
-    ids = cfg.split.all_ids if ids is None else tuple(ids)
-    return {i: generate_subject(i, cfg.phantom)
-            for i in tqdm(ids, desc="phantom cohort", disable=not progress)}
-
-
-def export_nifti(subjects, dest) -> Path:
-    """Write subjects in the BCV "AbdomenIsoCrop" layout, readable by any NIfTI tool.
-
-    Parameters
-    ----------
-    subjects : dict of int -> Subject, or iterable of Subject
-    dest : path
-        Folder that receives ``img/img0001.nii.gz`` and ``label/label0001.nii.gz``.
-
-    Returns
-    -------
-    pathlib.Path
-        ``dest``; load it back with :func:`slicreg_lite.datasets.load_bcv`.
-    """
-    from .datasets import save_nifti
-
-    dest = Path(dest)
-    items = subjects.values() if isinstance(subjects, dict) else subjects
-    for subject in items:
-        name = f"{subject.subject_id:04d}"
-        save_nifti(dest / "img" / f"img{name}.nii.gz", subject.image, subject.affine)
-        if subject.labels is not None:
-            save_nifti(dest / "label" / f"label{name}.nii.gz", subject.labels, subject.affine)
-    return dest

@@ -21,7 +21,7 @@ Examples
 >>> from slicreg_lite.config import get_config
 >>> from slicreg_lite.phantom import generate_subject
 >>> cfg = get_config("smoke")
->>> template = generate_subject(38, cfg.phantom)
+>>> template = generate_subject(38, cfg.phantom, cfg.grid)
 >>> layers = slic_layers(template.image, body_mask(template.image), cfg.supervoxels)
 >>> layers.shape, layers.dtype, [len(np.unique(layer)) for layer in layers]
 ((4, 32, 28, 36), dtype('uint8'), [128, 128, 128, 128])

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .config import TrainingConfig
+from .config import RunSettings, TrainingConfig
 from .files import atomic_write
 from .spatial import (
     affine_to_displacement,
@@ -190,7 +190,7 @@ def _batch(samples: list[TrainingSample], device) -> tuple:
 
 def train(model: torch.nn.Module, dataset: SupervoxelDataset, cfg: TrainingConfig, *,
           iterations: int | None = None, validation: SupervoxelDataset | None = None,
-          validate_every: int = 50, device=None, progress: bool = True) -> dict:
+          run: RunSettings | None = None) -> dict:
     """Train a network on a dataset with Adam.
 
     Parameters
@@ -204,11 +204,13 @@ def train(model: torch.nn.Module, dataset: SupervoxelDataset, cfg: TrainingConfi
     iterations : int, optional
         Default ``cfg.iterations``.
     validation : SupervoxelDataset, optional
-        Evaluated every ``validate_every`` iterations (mean layer accuracy, or L1 error).
-    device : str or torch.device, optional
-        Default: CUDA when available, else the CPU.
-    progress : bool
-        Show a progress bar with the running loss.
+        Evaluated every ``run.validate_every`` iterations and after the last one (mean
+        layer accuracy, or L1 error).
+    run : RunSettings, optional
+        How to run: ``device`` (default: CUDA when available, else the CPU),
+        ``mixed_precision`` and ``checkpointing`` (used on CUDA only),
+        ``validate_every``, ``progress`` (a progress bar with the running loss). None of
+        them changes what is learnt on the CPU.
 
     Returns
     -------
@@ -221,23 +223,24 @@ def train(model: torch.nn.Module, dataset: SupervoxelDataset, cfg: TrainingConfi
     if iterations < 1 or len(dataset) == 0:
         raise ValueError(f"need iterations >= 1 and a non-empty dataset; got {iterations} "
                          f"and {len(dataset)} samples")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    run = RunSettings() if run is None else run
+    device = torch.device(run.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.mixed_precision)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and run.mixed_precision)
     regression = getattr(model, "head_name", "slic") == "regression"
     history = {"loss": [], "validation": []}
-    bar = tqdm(range(iterations), desc="training", disable=not progress)
+    bar = tqdm(range(iterations), desc="training", disable=not run.progress)
     for step in bar:
         picked = rng.choice(len(dataset), size=min(cfg.batch_size, len(dataset)),
                             replace=False)
         samples = [augment(dataset[int(i)], cfg.augment_std, rng) for i in picked]
         images, layers, fields = _batch(samples, device)
-        with torch.autocast(device.type, enabled=cuda and cfg.mixed_precision):
-            if cuda and cfg.checkpointing:
+        with torch.autocast(device.type, enabled=cuda and run.mixed_precision):
+            if cuda and run.checkpointing:
                 # recompute activations in the backward pass: less memory on small GPUs
                 output = torch.utils.checkpoint.checkpoint(model, images, use_reentrant=False)
             else:
@@ -254,7 +257,8 @@ def train(model: torch.nn.Module, dataset: SupervoxelDataset, cfg: TrainingConfi
         value = float(loss.detach())
         history["loss"].append(value)
         bar.set_postfix(loss=f"{value:.3f}")
-        if validation is not None and ((step + 1) % validate_every == 0 or step + 1 == iterations):
+        last = step + 1 == iterations
+        if validation is not None and ((step + 1) % run.validate_every == 0 or last):
             history["validation"].append((step + 1, evaluate(model, validation, device=device)))
             model.train()
     return history

@@ -49,7 +49,7 @@ class SliceViewer:
     Parameters
     ----------
     subjects : dict of int -> Subject
-        The scans to browse (e.g. ``pipeline.cohort(cfg)``).
+        The scans to browse (e.g. ``stages.cohort(cfg, data)``).
     axis : int
         Initial view: 2 axial, 1 coronal, 0 sagittal.
     window : (float, float)
@@ -59,7 +59,7 @@ class SliceViewer:
     --------
     In a notebook::
 
-        viewer = SliceViewer(pipeline.cohort(cfg))
+        viewer = SliceViewer(stages.cohort(cfg, "phantom"))
         viewer.widget              # shows the controls and the slice
         viewer.slice.value = 40    # controls can be set from Python too
     """

@@ -26,12 +26,12 @@ def test_presets_are_consistent(name):
     assert cfg.split.template_id in cfg.split.test_ids
     assert not set(cfg.split.train_ids) & set(cfg.split.test_ids)
     assert cfg.split.template_id not in cfg.split.evaluation_ids
-    assert len(cfg.phantom.shape) == 3
+    assert len(cfg.grid.shape) == 3
 
 
 def test_paper_split_and_sizes():
     cfg = get_config("paper")
-    assert cfg.phantom.shape == (192, 160, 256) and cfg.phantom.spacing_mm == 2.0
+    assert cfg.grid.shape == (192, 160, 256) and cfg.grid.spacing_mm == 2.0
     assert len(PAPER_TRAIN_IDS) == 20 and len(PAPER_TEST_IDS) == 10
     assert len(cfg.split.all_ids) == 30 and len(cfg.split.evaluation_ids) == 9
     assert cfg.adam.learning_rate == 0.05 and cfg.adam.alpha == 0.015
@@ -65,7 +65,7 @@ def test_updates_and_frozen():
 def test_section_key_changes_only_with_its_sections():
     cfg = get_config("lite")
     other = cfg.with_updates(adam={"k": 5})
-    assert cfg.section_key("phantom") == other.section_key("phantom")
+    assert cfg.section_key("phantom", "grid") == other.section_key("phantom", "grid")
     assert cfg.section_key("adam") != other.section_key("adam")
     with pytest.raises(ValueError, match="unknown config section"):
         cfg.section_key("nonsense")

@@ -126,14 +126,23 @@ def test_dice_per_label_rejects_bad_input():
     labels = np.zeros((4, 4, 4), dtype=np.uint8)
     with pytest.raises(ValueError, match=r"prediction \(4, 4, 4\) and target \(4, 4, 3\)"):
         dice_per_label(labels, labels[..., :3])
-    too_high = labels.copy()
-    too_high[0, 0, 0] = 20
-    with pytest.raises(ValueError, match=r"target must have values in 0\.\.13; got .*20"):
+    too_high = labels.astype(np.int32)
+    too_high[0, 0, 0] = 300
+    with pytest.raises(ValueError, match=r"target must have values in 0\.\.255; got .*300"):
         dice_per_label(labels, too_high)
     with pytest.raises(ValueError, match="prediction must be a 3D array"):
         dice_per_label(labels[0], labels[0])
-    with pytest.raises(ValueError, match=r"labels must be label numbers in 1\.\.13; got \[14\]"):
-        dice_per_label(labels, labels, labels=[14])
+    with pytest.raises(ValueError, match=r"labels must be label numbers in 1\.\.255; got \[0\]"):
+        dice_per_label(labels, labels, labels=[0])
+
+
+def test_dice_per_label_scores_labels_beyond_the_btcv_set():
+    prediction = np.zeros((4, 4, 4), dtype=np.uint8)
+    target = np.zeros_like(prediction)
+    prediction[:2], target[1:3] = 40, 40  # 16 voxels shared of 32 + 32
+    target[3] = 200
+    scores = dice_per_label(prediction, target, labels=(40, 200, 7))
+    assert scores[0] == 0.5 and scores[1] == 0.0 and np.isnan(scores[2])
 
 
 def test_dice_per_label_is_fast():
@@ -272,6 +281,34 @@ def test_table_rejects_bad_input(table):
         table.summary("deeds")
     with pytest.raises(ValueError, match="average_mode must be"):
         DiceTable(average_mode="mean")
+    with pytest.raises(ValueError, match=r"label_names must be label numbers in 1\.\.255"):
+        DiceTable(label_names={0: "background"})
+
+
+def test_table_of_another_label_set_uses_its_own_names():
+    table = DiceTable(ddof=0, label_names={2: "tumour", 1: "liver"})
+    assert table.labels == (1, 2) and not table.is_btcv
+    assert table.columns == ("liver", "tumour", "avg(2)")
+    table.add("initial", "patient_a", [0.8, 0.2])
+    table.add("initial", "patient_b", [0.6, np.nan])
+    assert table.column("initial", "liver") == pytest.approx((70.0, 10.0))
+    assert table.column("initial", "avg(2)") == pytest.approx((160 / 3, math.sqrt(
+        ((80 - 160 / 3) ** 2 + (20 - 160 / 3) ** 2 + (60 - 160 / 3) ** 2) / 3)))
+    with pytest.raises(ValueError, match="unknown column 'avg\\(4\\)'"):
+        table.column("initial", "avg(4)")
+    lines = table.to_markdown().splitlines()
+    assert lines[0] == "| method | liver | tumour | avg(2) |"
+    again = DiceTable.from_dict(json.loads(json.dumps(table.to_dict(), allow_nan=False)))
+    assert again.label_names == {1: "liver", 2: "tumour"}
+    assert again.subject_ids("initial") == ("patient_a", "patient_b")
+
+
+def test_btcv_names_are_recognised_whatever_their_spelling():
+    from slicreg_lite.metrics import BTCV_LABELS, is_btcv
+
+    spelled = {n: name.upper().replace(" ", "_") for n, name in BTCV_LABELS.items()}
+    assert is_btcv(spelled) and DiceTable(label_names=spelled).columns == PAPER_COLUMNS
+    assert not is_btcv({**BTCV_LABELS, 14: "duodenum"})
 
 
 # ----------------------------------------------------------------------------- Jacobian

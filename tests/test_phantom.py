@@ -6,7 +6,7 @@ from scipy.ndimage import center_of_mass
 
 from slicreg_lite.config import LARGE_ORGANS, NUM_LABELS, get_config
 from slicreg_lite.metrics import average_dice, dice_per_label
-from slicreg_lite.phantom import export_nifti, generate_subject
+from slicreg_lite.phantom import generate_subject
 
 LITE = get_config("lite")
 SMOKE = get_config("smoke")
@@ -14,11 +14,11 @@ SMOKE = get_config("smoke")
 
 @pytest.fixture(scope="module")
 def template():
-    return generate_subject(LITE.split.template_id, LITE.phantom)
+    return generate_subject(LITE.split.template_id, LITE.phantom, LITE.grid)
 
 
 def test_types_shapes_and_affine(template):
-    assert template.image.shape == LITE.phantom.shape == template.labels.shape
+    assert template.image.shape == LITE.grid.shape == template.labels.shape
     assert template.image.dtype == np.float32 and template.labels.dtype == np.uint8
     assert template.body_mask.dtype == bool
     assert template.spacing == (4.0, 4.0, 4.0)
@@ -30,12 +30,13 @@ def test_types_shapes_and_affine(template):
 
 
 def test_deterministic_for_a_seed():
-    a = generate_subject(5, SMOKE.phantom)
-    b = generate_subject(5, SMOKE.phantom)
+    a = generate_subject(5, SMOKE.phantom, SMOKE.grid)
+    b = generate_subject(5, SMOKE.phantom, SMOKE.grid)
     assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
-    c = generate_subject(6, SMOKE.phantom)
+    c = generate_subject(6, SMOKE.phantom, SMOKE.grid)
     assert not np.array_equal(a.labels, c.labels)
-    other_seed = generate_subject(5, SMOKE.with_updates(phantom={"seed": 7}).phantom)
+    other_seed = generate_subject(5, SMOKE.with_updates(phantom={"seed": 7}).phantom,
+                                  SMOKE.grid)
     assert not np.array_equal(a.image, other_seed.image)
 
 
@@ -80,8 +81,8 @@ def test_plausible_hounsfield_units(template):
 
 
 def test_subjects_differ_in_pose_and_size():
-    a = generate_subject(38, SMOKE.phantom)
-    b = generate_subject(2, SMOKE.phantom)
+    a = generate_subject(38, SMOKE.phantom, SMOKE.grid)
+    b = generate_subject(2, SMOKE.phantom, SMOKE.grid)
     ca = np.array(center_of_mass(a.labels == 6))
     cb = np.array(center_of_mass(b.labels == 6))
     assert np.linalg.norm((ca - cb) * 12.0) > 5.0  # liver moved by more than 5 mm
@@ -90,10 +91,11 @@ def test_subjects_differ_in_pose_and_size():
 
 def test_initial_misalignment_is_calibrated():
     """Under lite the 4 large organs overlap 10-35% without registration (paper: 16.4%)."""
-    template = generate_subject(LITE.split.template_id, LITE.phantom)
+    template = generate_subject(LITE.split.template_id, LITE.phantom, LITE.grid)
     avg4, avg13 = [], []
     for i in LITE.split.evaluation_ids:
-        scores = dice_per_label(generate_subject(i, LITE.phantom).labels, template.labels)
+        moving = generate_subject(i, LITE.phantom, LITE.grid)
+        scores = dice_per_label(moving.labels, template.labels)
         avg4.append(average_dice(scores, LARGE_ORGANS))
         avg13.append(average_dice(scores, range(1, 14)))
     assert 0.10 < np.mean(avg4) < 0.35
@@ -102,18 +104,20 @@ def test_initial_misalignment_is_calibrated():
 
 def test_bad_input():
     with pytest.raises(ValueError, match="non-negative integer"):
-        generate_subject(-1, SMOKE.phantom)
+        generate_subject(-1, SMOKE.phantom, SMOKE.grid)
     with pytest.raises(TypeError, match="PhantomConfig"):
-        generate_subject(1, SMOKE)
+        generate_subject(1, SMOKE, SMOKE.grid)
+    with pytest.raises(TypeError, match="GridConfig"):
+        generate_subject(1, SMOKE.phantom, SMOKE)
     with pytest.raises(ValueError, match="at least 8 voxels"):
-        generate_subject(1, SMOKE.with_updates(phantom={"shape": (4, 4, 4)}).phantom)
+        generate_subject(1, SMOKE.phantom, SMOKE.with_updates(grid={"shape": (4, 4, 4)}).grid)
 
 
 def test_export_nifti_round_trip(tmp_path):
-    from slicreg_lite.datasets import load_bcv
+    from slicreg_lite.sources import export_cohort, load_bcv
 
-    subjects = {i: generate_subject(i, SMOKE.phantom) for i in (1, 38)}
-    export_nifti(subjects, tmp_path)
+    subjects = {i: generate_subject(i, SMOKE.phantom, SMOKE.grid) for i in (1, 38)}
+    export_cohort(subjects, tmp_path)
     assert (tmp_path / "img" / "img0038.nii.gz").exists()
     assert (tmp_path / "label" / "label0001.nii.gz").exists()
     loaded = {s.subject_id: s for s in load_bcv(tmp_path)}

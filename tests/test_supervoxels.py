@@ -28,7 +28,7 @@ def assert_valid_layer(layer, mask, count=127):
 
 @pytest.fixture(scope="module")
 def smoke_template():
-    subject = generate_subject(SMOKE.split.template_id, SMOKE.phantom)
+    subject = generate_subject(SMOKE.split.template_id, SMOKE.phantom, SMOKE.grid)
     return subject.image, sv.body_mask(subject.image)
 
 
@@ -39,7 +39,7 @@ def smoke_layers(smoke_template):
 
 
 def test_body_mask_needs_no_labels():
-    subject = generate_subject(38, LITE.phantom)
+    subject = generate_subject(38, LITE.phantom, LITE.grid)
     mask = sv.body_mask(subject.image)
     assert mask.dtype == bool
     assert dice(mask, subject.body_mask) > 0.99  # the phantom's own body outline
@@ -49,7 +49,7 @@ def test_body_mask_needs_no_labels():
 
 def test_every_layer_of_the_phantom_template(smoke_template, smoke_layers):
     _, mask = smoke_template
-    assert smoke_layers.shape == (16, *SMOKE.phantom.shape)
+    assert smoke_layers.shape == (16, *SMOKE.grid.shape)
     for layer in smoke_layers:
         assert_valid_layer(layer, mask)
     # the layers really differ: each comes from its own random affine
@@ -57,7 +57,7 @@ def test_every_layer_of_the_phantom_template(smoke_template, smoke_layers):
 
 
 def test_one_lite_layer_with_the_papers_parameters():
-    subject = generate_subject(LITE.split.template_id, LITE.phantom)
+    subject = generate_subject(LITE.split.template_id, LITE.phantom, LITE.grid)
     mask = sv.body_mask(subject.image)
     assert_valid_layer(sv.slic_layer(subject.image, mask, LITE, layer=0), mask)
 

@@ -22,7 +22,7 @@ from slicreg_lite.teacher.mind import mind_ssc
 
 SMOKE = get_config("smoke")
 # a little finer than smoke: 8 mm voxels, still about a second per registration
-SMALL = get_config("lite", phantom={"shape": (48, 40, 56), "spacing_mm": 8.0}, teacher={
+SMALL = get_config("lite", grid={"shape": (48, 40, 56), "spacing_mm": 8.0}, teacher={
     "affine_factors": (2,), "affine_radii": (4,), "affine_iterations": (3,),
     "grid_spacings": (5, 4, 3), "search_radii": (3, 2, 1), "quantisations": (1, 1, 1),
     "regularisation": 8.0})
@@ -30,7 +30,7 @@ SMALL = get_config("lite", phantom={"shape": (48, 40, 56), "spacing_mm": 8.0}, t
 
 @pytest.fixture(scope="module")
 def scan():
-    return generate_subject(2, SMALL.phantom)
+    return generate_subject(2, SMALL.phantom, SMALL.grid)
 
 
 # ------------------------------------------------------------------------------ MIND
@@ -162,8 +162,8 @@ def test_known_smooth_deformation_is_recovered(scan):
 
 
 def test_registration_improves_dice_without_folding():
-    fixed = generate_subject(3, SMALL.phantom)
-    template = generate_subject(38, SMALL.phantom)
+    fixed = generate_subject(3, SMALL.phantom, SMALL.grid)
+    template = generate_subject(38, SMALL.phantom, SMALL.grid)
     result = register(fixed.image, template.image, SMALL)
     before = average_dice(dice_per_label(template.labels, fixed.labels), LARGE_ORGANS)
     affine = warp_labels(template.labels, affine_to_displacement(result.affine, fixed.shape))

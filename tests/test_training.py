@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from slicreg_lite.config import NetworkConfig, TrainingConfig
+from slicreg_lite.config import NetworkConfig, RunSettings, TrainingConfig
 from slicreg_lite.networks import build_model
 from slicreg_lite.training import (
     SupervoxelDataset,
@@ -19,6 +19,8 @@ from slicreg_lite.training import (
 )
 
 TWO_LAYERS = NetworkConfig(n_layers=2)
+
+CPU = RunSettings(progress=False, device="cpu")
 
 
 def synthetic(shape=(16, 16, 16), n_layers=2, block=4, seed=0):
@@ -69,7 +71,7 @@ def test_a_tiny_batch_is_overfitted():
     model = build_model("deeplab", "slic", TWO_LAYERS)
     cfg = TrainingConfig(iterations=40, batch_size=1, learning_rate=0.004, augment_std=0.0,
                          seed=0)
-    history = train(model, dataset, cfg, progress=False, device="cpu")
+    history = train(model, dataset, cfg, run=CPU)
     assert history["loss"][-1] < history["loss"][0] / 5
 
 
@@ -81,8 +83,7 @@ def test_training_is_deterministic_on_the_cpu():
     losses = []
     for _ in range(2):
         torch.manual_seed(0)
-        losses.append(train(build_model(cfg=TWO_LAYERS), dataset, cfg, progress=False,
-                            device="cpu")["loss"])
+        losses.append(train(build_model(cfg=TWO_LAYERS), dataset, cfg, run=CPU)["loss"])
     assert losses[0] == losses[1]
 
 
@@ -94,8 +95,7 @@ def test_regression_head_trains_at_supervoxel_centres():
     assert centre_mask(dataset[0].layers[None]).sum() > 0
     torch.manual_seed(0)
     history = train(build_model("unet", "regression"), dataset,
-                    TrainingConfig(iterations=15, batch_size=1, augment_std=0.0),
-                    progress=False, device="cpu")
+                    TrainingConfig(iterations=15, batch_size=1, augment_std=0.0), run=CPU)
     assert history["loss"][-1] < history["loss"][0]
 
 

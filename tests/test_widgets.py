@@ -14,8 +14,8 @@ matplotlib.use("Agg")
 
 @pytest.fixture(scope="module")
 def subjects():
-    cfg = get_config("smoke").phantom
-    return {i: generate_subject(i, cfg) for i in (1, 38)}
+    cfg = get_config("smoke")
+    return {i: generate_subject(i, cfg.phantom, cfg.grid) for i in (1, 38)}
 
 
 def test_slider_and_controls_update_the_picture(subjects):

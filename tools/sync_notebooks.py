@@ -47,6 +47,7 @@ def sync(path: Path, execute: bool) -> Path:
 
         with tempfile.TemporaryDirectory() as cache:
             os.environ.update(SLICREG_PRESET="smoke", SLICREG_CACHE=cache, MPLBACKEND="Agg")
+            os.environ.pop("SLICREG_DATA", None)  # the stored outputs are the phantom's
             NotebookClient(notebook, timeout=600, kernel_name="python3",
                            resources={"metadata": {"path": str(path.parent)}}).execute()
     elif target.exists():

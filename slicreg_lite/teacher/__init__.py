@@ -10,7 +10,7 @@
 
 In Slic-Reg the *fixed* image is a training scan and the *moving* image the template: the
 resulting field carries the template's supervoxels onto the training scan
-(:func:`slicreg_lite.pipeline.supervision`).
+(:func:`slicreg_lite.stages.supervision`).
 """
 
 from __future__ import annotations

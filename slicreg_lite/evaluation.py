@@ -1,0 +1,437 @@
+"""Steps 4 and 5: every method of the paper's table on the test scans, and the results.
+
+:func:`evaluate` registers each test scan to the template with every method (no
+registration, the teacher, and Slic-Reg and the regression baseline with DeepLab and UNet
+networks), warps the scan's organ labels onto the template and measures Dice, the
+smoothness and folding of the field, and the time. :func:`findings` turns the table into
+the paper's comparisons, :func:`write_results` writes ``table.md``, ``results.json``, the
+figures and the Slic-Reg displacement fields.
+
+Labels are used only here, to measure. Scans without labels are still registered, timed
+and their fields written; the table says which rows could not be scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import LARGE_ORGANS, Config, RunSettings
+from .files import atomic_write_json, atomic_write_text
+from .metrics import DiceTable, dice_per_label
+from .sources import DataSource, open_source
+from .supervoxels import body_mask
+
+#: The rows of the paper's table that the phantom reproduces, and what computes each:
+#: ``None`` = no registration, ``"teacher"`` = deeds-lite, else (backbone, head).
+METHODS = {
+    "initial, not registered": None,
+    "deeds-lite teacher (direct)": "teacher",
+    "3D UNet + regression + RW": ("unet", "regression"),
+    "3D UNet + Slic + Adam": ("unet", "slic"),
+    "3D DeepLab + regression + RW": ("deeplab", "regression"),
+    "Slic-Reg: 3D DeepLab + Slic + Adam": ("deeplab", "slic"),
+}
+SLIC_REG = "Slic-Reg: 3D DeepLab + Slic + Adam"
+TEACHER = "deeds-lite teacher (direct)"
+INITIAL = "initial, not registered"
+#: Columns after the Dice columns.
+EXTRA_COLUMNS = ("std(log J)", "% J<=0", "inference s", "alignment s")
+RESULTS_SCHEMA = "slicreg_lite.results/1"
+#: What the Dice cells of a row say when there were no labels to score it.
+NOT_SCORED = "no labels"
+
+
+@dataclass
+class Evaluation:
+    """Every method of the table on the test subjects.
+
+    Attributes
+    ----------
+    dice : DiceTable
+        Dice of each subject's labels warped onto the template, per method (subjects
+        without labels, or a template without labels, are left out).
+    deformation : dict
+        ``method -> {"std_log_jacobian": [...], "percent_folding": [...]}``, one value per
+        subject, inside the template's body (empty lists for "initial").
+    seconds : dict
+        ``method -> {"inference": [...], "alignment": [...]}`` per registration: network
+        inference on the moving scan, and everything after it (for the teacher: the whole
+        registration, and no inference).
+    warped : dict
+        ``method -> {subject_id: labels}``: the warped label maps, for figures.
+    subject_ids : tuple
+    methods : list of str
+        Every row, in order, scored or not.
+    unscored : dict
+        ``method -> [subject ids]`` registered but not scored (no labels).
+    fields : dict
+        ``subject_id -> (displacement, moving affine)`` of Slic-Reg: the field on the
+        template's grid in voxels, and the moving scan's voxel -> world matrix.
+    template_affine : numpy.ndarray, shape (4, 4)
+        Voxel -> world (mm) of the template's grid, for writing the fields.
+    """
+
+    dice: DiceTable
+    deformation: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    warped: dict = field(default_factory=dict)
+    subject_ids: tuple = ()
+    methods: list = field(default_factory=list)
+    unscored: dict = field(default_factory=dict)
+    fields: dict = field(default_factory=dict)
+    template_affine: np.ndarray | None = None
+
+    def add(self, method: str, subject_id, warped, template_labels, displacement=None,
+            body=None, inference: float | None = None,
+            alignment: float | None = None) -> None:
+        """Record one registration (``displacement`` None: no registration).
+
+        ``warped`` (the moving labels on the template's grid) or ``template_labels`` may be
+        None when there are no labels: the registration is then timed and its field
+        measured, but not scored.
+        """
+        from .metrics import jacobian_stats
+
+        if method not in self.methods:
+            self.methods.append(method)
+        if warped is None or template_labels is None:
+            self.unscored.setdefault(method, []).append(subject_id)
+        else:
+            self.dice.add(method, subject_id,
+                          dice_per_label(warped, template_labels, self.dice.labels))
+            self.warped.setdefault(method, {})[subject_id] = warped
+        stats = self.deformation.setdefault(method, {"std_log_jacobian": [],
+                                                     "percent_folding": []})
+        if displacement is not None:
+            jacobian = jacobian_stats(displacement, body)
+            stats["std_log_jacobian"].append(jacobian["std_log_jacobian"])
+            stats["percent_folding"].append(jacobian["percent_folding"])
+        times = self.seconds.setdefault(method, {"inference": [], "alignment": []})
+        if inference is not None:
+            times["inference"].append(inference)
+        if alignment is not None:
+            times["alignment"].append(alignment)
+
+    @property
+    def summary_column(self) -> str:
+        """The column the findings compare: avg(4) for BTCV, else the mean of all labels."""
+        return "avg(4)" if self.dice.is_btcv else self.dice.columns[-1]
+
+    def extra(self, method: str) -> dict[str, float]:
+        """The table's columns after the Dice: mean over subjects (NaN when not applicable)."""
+        def mean(values):
+            return float(np.mean(values)) if len(values) else float("nan")
+
+        stats, times = self.deformation[method], self.seconds[method]
+        return {"std(log J)": mean(stats["std_log_jacobian"]),
+                "% J<=0": mean(stats["percent_folding"]),
+                "inference s": mean(times["inference"]),
+                "alignment s": mean(times["alignment"])}
+
+    def to_markdown(self) -> str:
+        """The whole table: the Dice columns, then deformation quality and time.
+
+        A row that could not be scored (no labels) reads ``"no labels"`` in its Dice
+        cells; a row scored on only some subjects is followed by a note.
+        """
+        columns = self.dice.columns
+        scored = [m for m in self.methods if m in self.dice.methods]
+        dice_rows = dict(zip(scored, self.dice.to_markdown(columns, scored).splitlines()[2:]))
+        formats = {"std(log J)": "{:.3f}", "% J<=0": "{:.2f}", "inference s": "{:.2f}",
+                   "alignment s": "{:.2f}"}
+        lines = ["| method | " + " | ".join((*columns, *EXTRA_COLUMNS)) + " |",
+                 "|" + "---|" * (1 + len(columns) + len(EXTRA_COLUMNS))]
+        for method in self.methods:
+            row = dice_rows.get(method, f"| {method} | " + " | ".join([NOT_SCORED] * len(columns))
+                                + " |")
+            values = self.extra(method)
+            cells = ["-" if np.isnan(values[c]) else formats[c].format(values[c])
+                     for c in EXTRA_COLUMNS]
+            lines.append(row + " " + " | ".join(cells) + " |")
+        notes = self.scoring_notes()
+        return "\n".join(lines + ([""] + notes if notes else []))
+
+    def scoring_notes(self) -> list[str]:
+        """Sentences that say which rows (or subjects) could not be scored, and why."""
+        notes = []
+        for method, ids in self.unscored.items():
+            if method not in self.dice.methods:
+                notes.append(f"{method}: not scored, no labels (registered and timed "
+                             f"{len(ids)} subject(s)).")
+            else:
+                notes.append(f"{method}: subjects {ids} not scored (no labels).")
+        return notes
+
+    def to_json(self, cfg: Config, data: DataSource | None = None, **extra) -> dict:
+        """The results as a JSON-ready dict (the schema of ``results.json``).
+
+        ``{"schema": "slicreg_lite.results/1", "preset", "package_version", "data",
+        "template_id", "subject_ids", "columns": [...], "labels": {number: name},
+        "methods": {name: {"dice": {column: [mean, std]} or null, "dice_per_subject":
+        {id: [one fraction or null per label]}, "unscored_subjects": [...],
+        "std_log_jacobian": float|null, "percent_folding": float|null,
+        "max_percent_folding": float|null, "inference_seconds": float|null,
+        "alignment_seconds": float|null}}, **extra}``. Dice values are percentages,
+        per-subject scores fractions (as :func:`~slicreg_lite.metrics.dice_per_label`).
+        """
+        def number(value):
+            return None if value is None or not np.isfinite(value) else float(value)
+
+        content = self.dice.to_dict()["methods"]
+        methods = {}
+        for method in self.methods:
+            values = self.extra(method)
+            folding = self.deformation[method]["percent_folding"]
+            scores = content.get(method, {})
+            methods[method] = {
+                "dice": scores.get("summary"),
+                "dice_per_subject": scores.get("scores", {}),
+                "unscored_subjects": list(self.unscored.get(method, [])),
+                "std_log_jacobian": number(values["std(log J)"]),
+                "percent_folding": number(values["% J<=0"]),
+                "max_percent_folding": number(max(folding)) if folding else None,
+                "inference_seconds": number(values["inference s"]),
+                "alignment_seconds": number(values["alignment s"]),
+            }
+        data = open_source(data, cfg)
+        return {"schema": RESULTS_SCHEMA, "preset": cfg.name, "package_version": __version__,
+                "data": data.spec, "template_id": data.split.template_id,
+                "subject_ids": list(self.subject_ids), "columns": list(self.dice.columns),
+                "labels": {str(n): name for n, name in self.dice.label_names.items()},
+                "methods": methods, **extra}
+
+
+def evaluate(cfg: Config, data="phantom", methods=None, *,
+             run: RunSettings | None = None) -> Evaluation:
+    """Steps 4 and 5: register every test subject to the template with every method.
+
+    Each subject's organ labels are warped onto the template and compared with the
+    template's (labels are used only here, to measure). Networks come from
+    :func:`~slicreg_lite.stages.network` (shipped weights when they match), the teacher
+    from :func:`~slicreg_lite.stages.teacher_direct`.
+
+    Parameters
+    ----------
+    cfg : Config
+    data : str or DataSource
+        The cohort (``"phantom"`` by default).
+    methods : sequence of str, optional
+        Rows of :data:`METHODS`; all by default.
+    run : RunSettings, optional
+
+    Returns
+    -------
+    Evaluation
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    from . import adamreg, regression, stages
+    from .networks import predict_displacement, predict_supervoxels
+    from .spatial import warp_labels
+
+    methods = tuple(METHODS) if methods is None else tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; expected some of {list(METHODS)}")
+    data = open_source(data, cfg)
+    run = RunSettings() if run is None else run
+    ids = data.split.evaluation_ids
+    subjects = stages.cohort(cfg, data, (*ids, data.split.template_id), run=run)
+    template = subjects[data.split.template_id]
+    fixed_labels = template.labels
+    body = body_mask(template.image)
+    layers = stages.template_supervoxels(cfg, data, run=run).layers
+    result = Evaluation(DiceTable(label_names=stages._label_names(data, template)),
+                        subject_ids=ids, template_affine=template.affine)
+
+    def warp(moving, field):
+        return None if moving.labels is None else warp_labels(moving.labels, field)
+
+    for method in methods:
+        kind = METHODS[method]
+        if kind is None:
+            for i in ids:
+                result.add(method, i, subjects[i].labels, fixed_labels)
+            continue
+        if kind == "teacher":
+            direct = stages.teacher_direct(cfg, data, ids, run=run)
+            for i in ids:
+                field = direct[i].displacement
+                result.add(method, i, warp(subjects[i], field), fixed_labels,
+                           field, body, alignment=direct[i].timings["total"])
+            continue
+        backbone, head = kind
+        model, _ = stages.network(cfg, data, backbone, head, run=run)
+        shape = template.image.shape
+        if head == "slic":
+            # the template through the same network: its systematic errors cancel
+            predicted = predict_supervoxels(model, template.image, cfg.network.input_shape,
+                                            layers.shape[1:],
+                                            intensity_scale=cfg.training.intensity_scale)
+            prepared = adamreg.prepare_template(layers, cfg, feature_layers=predicted)
+            # torch's first optimiser step pays a one-off start-up: not a registration cost
+            adamreg.register(prepared, prepared.features, cfg, iterations=2)
+        else:
+            prepared = adamreg.prepare_template(layers, cfg)
+        for i in tqdm(ids, desc=method, disable=not run.progress):
+            moving = subjects[i]
+            start = time.perf_counter()
+            if head == "slic":
+                predicted = predict_supervoxels(model, moving.image, cfg.network.input_shape,
+                                                layers.shape[1:],
+                                                intensity_scale=cfg.training.intensity_scale)
+                inference = time.perf_counter() - start
+                start = time.perf_counter()
+                features = adamreg.moving_features(predicted, prepared, cfg)
+                field = adamreg.register(prepared, features, cfg,
+                                         output_shape=shape).displacement
+            else:
+                predicted = predict_displacement(model, moving.image, cfg.network.input_shape,
+                                                 intensity_scale=cfg.training.intensity_scale)
+                inference = time.perf_counter() - start
+                start = time.perf_counter()
+                field = regression.register(prepared, predicted, cfg,
+                                            output_shape=shape).displacement
+            alignment = time.perf_counter() - start
+            result.add(method, i, warp(moving, field), fixed_labels, field, body,
+                       inference=inference, alignment=alignment)
+            if method == SLIC_REG:
+                result.fields[i] = (field, moving.affine)
+    return result
+
+
+def findings(evaluation: Evaluation) -> list[str]:
+    """The paper's comparisons, measured on this evaluation (one sentence each).
+
+    Each compares the summary Dice (avg(4) for the BTCV organs, else the mean over all
+    labels; mean over all subject-organ pairs, in %) or time per registration between two
+    rows; rows that were not evaluated or not scored are skipped.
+    """
+    table, column = evaluation.dice, evaluation.summary_column
+    rows = set(table.methods)
+    average = {m: table.column(m, column)[0] for m in rows}
+    lines = []
+
+    def both(a, b):
+        return a in rows and b in rows
+
+    if both(SLIC_REG, TEACHER):
+        lines.append(f"Slic-Reg reaches {100 * average[SLIC_REG] / average[TEACHER]:.0f}% of "
+                     f"the teacher's {column} ({average[SLIC_REG]:.1f} vs "
+                     f"{average[TEACHER]:.1f}).")
+    registered = set(evaluation.methods)
+    if SLIC_REG in registered and TEACHER in registered:
+        slic, teacher = evaluation.extra(SLIC_REG), evaluation.extra(TEACHER)
+        lines.append(f"Its alignment step takes {slic['alignment s']:.2f} s per registration "
+                     f"(+ {slic['inference s']:.2f} s of network inference), "
+                     f"{teacher['alignment s'] / slic['alignment s']:.0f}x faster than the "
+                     f"teacher's {teacher['alignment s']:.1f} s.")
+    for backbone in ("3D DeepLab", "3D UNet"):
+        slic = SLIC_REG if backbone == "3D DeepLab" else "3D UNet + Slic + Adam"
+        regress = f"{backbone} + regression + RW"
+        if both(slic, regress):
+            lines.append(f"{backbone}: supervoxel classification + Adam beats regression + RW "
+                         f"by {average[slic] - average[regress]:+.1f} points "
+                         f"({average[slic]:.1f} vs {average[regress]:.1f}).")
+    if both(SLIC_REG, "3D UNet + Slic + Adam"):
+        lines.append(f"DeepLab vs UNet (both Slic + Adam): "
+                     f"{average[SLIC_REG] - average['3D UNet + Slic + Adam']:+.1f} points.")
+    if SLIC_REG in registered:
+        folding = evaluation.deformation[SLIC_REG]["percent_folding"]
+        lines.append(f"Slic-Reg folds {np.mean(folding):.2f}% of the body's voxels on "
+                     f"average (at most {np.max(folding):.2f}%).")
+    return lines
+
+
+def typical_subject(evaluation: Evaluation, method: str = SLIC_REG):
+    """The subject whose summary Dice under ``method`` is the median one (for figures).
+
+    The first evaluation subject when nothing could be scored.
+    """
+    table = evaluation.dice
+    if not table.methods:
+        return evaluation.subject_ids[0]
+    if method not in table.methods:
+        method = table.methods[-1]
+    ids = table.subject_ids(method)
+    labels = LARGE_ORGANS if table.is_btcv else table.labels
+    scores = table.scores(method)[:, [table.labels.index(label) for label in labels]]
+    order = np.argsort(np.nanmean(scores, axis=1))
+    return ids[order[len(order) // 2]]
+
+
+def write_results(cfg: Config, data, evaluation: Evaluation, folder: Path,
+                  **extra) -> list[Path]:
+    """Write ``table.md``, ``results.json``, the figures and the fields into ``folder``.
+
+    Figures (when there are labels to show): ``dice_boxplots.png`` (per-organ Dice of
+    every method) and ``overlays.png`` (each method's warped labels of a typical subject
+    over the template, the template's own labels as outlines). Fields: the Slic-Reg
+    displacement of every test subject, ``fields/<subject>.nii.gz`` on the template's grid
+    in ITK's convention (:func:`slicreg_lite.nifti.save_displacement_field`). ``extra``
+    goes into ``results.json`` (e.g. the run time).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # no display needed
+    import matplotlib.pyplot as plt
+
+    from . import stages
+    from .files import atomic_write
+    from .nifti import save_displacement_field
+    from .subject import subject_filename
+    from .viz import show_dice_boxplots, show_method_overlays
+
+    data = open_source(data, cfg)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    template_id = data.split.template_id
+    template = stages.cohort(cfg, data, (template_id,),
+                             run=RunSettings(progress=False))[template_id]
+    typical = typical_subject(evaluation)
+    where = "the phantom cohort" if data.kind == "phantom" else f"`{data.spec}`"
+    text = (f"# Slic-Reg on {where}, preset {cfg.name!r}\n\n"
+            f"Dice (%) of the {len(evaluation.subject_ids)} test subjects registered to "
+            f"template #{template_id}, mean +- std (averages over all subject-organ pairs, "
+            "as in the paper); std(log J) and % J<=0 inside the template's body; seconds "
+            "per registration.\n\n"
+            + evaluation.to_markdown() + "\n\n"
+            + "\n".join(f"- {line}" for line in findings(evaluation)) + "\n")
+    paths = [atomic_write_text(folder / "table.md", text),
+             atomic_write_json(folder / "results.json",
+                               evaluation.to_json(cfg, data, typical_subject=typical, **extra))]
+
+    def save(figure, name):
+        path = folder / name
+        atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
+        plt.close(figure)
+        paths.append(path)
+
+    if evaluation.dice.methods and template.labels is not None:
+        ax = show_dice_boxplots(evaluation.dice, title=f"Dice per organ ({cfg.name})")
+        ax.figure.tight_layout()
+        save(ax.figure, "dice_boxplots.png")
+        warped = {m: evaluation.warped[m][typical] for m in evaluation.dice.methods
+                  if typical in evaluation.warped.get(m, {})}
+        centre = np.argwhere(template.labels > 0).mean(0).round().astype(int)  # organs
+        figure = show_method_overlays(template.image, template.labels, warped, axis=2,
+                                      index=int(centre[2]))
+        figure.suptitle(f"subject {typical} (median Slic-Reg case) warped to template "
+                        f"#{template_id}", fontsize="small")
+        save(figure, "overlays.png")
+    for subject_id, (displacement, moving_affine) in evaluation.fields.items():
+        name = subject_filename(subject_id, ".nii.gz")
+        paths.append(save_displacement_field(folder / "fields" / name, displacement,
+                                             evaluation.template_affine, moving_affine))
+    return paths
