@@ -12,7 +12,7 @@ Prints, measured in this run:
 - one full update of the notebook's sliders on a lite test subject with the shipped
   DeepLab's supervoxels (Adam + thin-plate spline + warping of the labels).
 
-Targets (issue 6): at most 1 s for the 100 iterations, at least 5x faster than the
+Targets: at most 1 s for the 100 iterations, at least 5x faster than the
 reference; a slider update within about 2 s.
 
 Usage: ``python benchmarks/bench_adamreg.py``

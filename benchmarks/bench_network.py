@@ -9,7 +9,7 @@ Prints, measured in this run:
 - the process's peak resident memory (training included);
 - the same for the UNet variant.
 
-Targets (issue 5): inference at most 1 s per scan; peak memory under 4 GB; training the
+Targets: inference at most 1 s per scan; peak memory under 4 GB; training the
 lite DeepLab from scratch in at most 10 minutes (lite: iterations / (iterations/s)).
 
 Usage: ``python benchmarks/bench_network.py``

@@ -7,7 +7,7 @@ measured in the same run (this machine's speed cancels out):
 - against reading the same subject back from the cache (what every notebook does after
   the first run).
 
-Target (issue 2): one lite subject in about 1 s on one core.
+Target: one lite subject in about 1 s on one core.
 
 Usage: ``python benchmarks/bench_phantom.py [--repeats 3]``
 """

@@ -8,7 +8,7 @@ half-resolution template) it prints:
   and the ratio layer / SLIC (the cost of our affine, warping back and robust merge);
 - the time of the merge alone (:func:`merge_to_count` on a raw SLIC result).
 
-Target (issue 3): 16 layers under lite in at most 30 s on the 2-core machine.
+Target: 16 layers under lite in at most 30 s on the 2-core machine.
 
 Usage: ``python benchmarks/bench_supervoxels.py``
 """

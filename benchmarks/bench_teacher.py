@@ -11,7 +11,7 @@ Prints, measured in this run:
    the strided cost volume against a gather of index arrays, and the lower-envelope
    distance transform against the brute-force (quadratic) message.
 
-Target (issue 4): at most 10 s per pair on the 2-core machine; avg(4) >= 70% after.
+Target: at most 10 s per pair on the 2-core machine; avg(4) >= 70% after.
 
 Usage: ``python benchmarks/bench_teacher.py [--pairs 4]``
 """

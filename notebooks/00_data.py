@@ -57,7 +57,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 
-from slicreg_lite import config, sources, stages, viz
+from slicreg_lite import config, layouts, sources, stages, viz
 from slicreg_lite.widgets import SliceViewer
 
 cfg = config.get_config(PRESET)
@@ -208,7 +208,7 @@ from slicreg_lite.config import SplitConfig
 
 with tempfile.TemporaryDirectory() as folder:
     few = SplitConfig(train_ids=(shown[2],), test_ids=tuple(shown[:2]), template_id=shown[0])
-    sources.export_cohort({i: subjects[i] for i in shown[:3]}, folder, layout="folder",
+    layouts.export_cohort({i: subjects[i] for i in shown[:3]}, folder, layout="folder",
                           split=few, label_names=data.label_names)
     reloaded = sources.open_source(f"folder:{folder}", cfg)
     identical = all(np.array_equal(reloaded.load(str(i)).image, subjects[i].image)

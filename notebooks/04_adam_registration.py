@@ -52,8 +52,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 
-from slicreg_lite import adamreg, config, networks, regression, sources, stages, viz
+from slicreg_lite import adamreg, config, sources, stages, viz
 from slicreg_lite.metrics import average_dice, dice_per_label, jacobian_stats
+from slicreg_lite.registration import RegressionBaseline, SlicReg
 from slicreg_lite.spatial import resize, warp_labels
 from slicreg_lite.widgets import AdamExplorer
 
@@ -64,15 +65,11 @@ moving_id = data.split.evaluation_ids[SUBJECT]
 subjects = stages.cohort(cfg, data, (template_id, moving_id))
 fixed, moving = subjects[template_id], subjects[moving_id]
 layers = stages.template_supervoxels(cfg, data).layers
-model, _ = stages.network(cfg, data, "deeplab", "slic")  # shipped weights: phantom, lite
+# Slic-Reg in one object: the template, its supervoxels and keypoints, the trained network
+# (shipped weights for the phantom under lite) and the Adam settings. The evaluation
+# (notebook 05) and `python -m slicreg_lite register` use the same object.
+slicreg = SlicReg.load(cfg, data)
 labelled = fixed.labels is not None and moving.labels is not None
-
-
-def predict(scan):
-    """The network's supervoxel layers for a scan, on the supervoxel grid."""
-    return networks.predict_supervoxels(model, scan.image, cfg.network.input_shape,
-                                        layers.shape[1:],
-                                        intensity_scale=cfg.training.intensity_scale)
 
 
 def avg4(warped):
@@ -103,7 +100,7 @@ print(f"preset {cfg.name!r}: template #{template_id}, moving scan #{moving_id}; 
 # joined to its `k` nearest neighbours; the graph says which displacements should agree.
 
 # %% tags=["nbval-check-output"]
-template = adamreg.prepare_template(layers, cfg, feature_layers=predict(fixed))
+template = slicreg.template  # keypoints, and the template's features (through the network)
 graph = adamreg.keypoint_graph(template.keypoints, cfg.adam.k)
 print(f"{len(template.keypoints)} keypoints ({len(layers)} layers x 127), "
       f"{len(graph.edges)} undirected edges with k = {graph.k}")
@@ -125,7 +122,7 @@ plt.show()
 # same permutation.
 
 # %%
-features = adamreg.moving_features(predict(moving), template, cfg)
+features = slicreg.features(moving.image)  # the network's layers, folded and smoothed
 folding = adamreg.fold_permutation(len(layers), 128, cfg.adam.fold_channels, cfg.adam.seed)
 print(f"features: {tuple(features.shape)} (channels, grid); layer 0 sends classes 1..8 to "
       f"channels {folding[0, 1:9].tolist()}")
@@ -152,7 +149,7 @@ plt.show()
 # 0.05 in units of half the field of view) follows it.
 
 # %%
-result = adamreg.register(template, features, cfg, output_shape=fixed.shape)
+result = slicreg.align(features)  # Adam, then the thin-plate spline
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for name, curve in result.losses.items():
     ax.plot(curve, label=name)
@@ -217,7 +214,7 @@ print(f"avg(4) Dice: no registration {dice_before:.1f}%, Adam on predicted super
 
 # %%
 if labelled:  # the explorer reports Dice: it needs labels
-    explorer = AdamExplorer(template, features, fixed, moving, cfg)
+    explorer = AdamExplorer(slicreg, features, fixed, moving)
     display(explorer.widget)
 
 # %% [markdown]
@@ -228,10 +225,8 @@ if labelled:  # the explorer reports Dice: it needs labels
 # displacements by a random walk on the same kNN graph, and use the same spline.
 
 # %%
-regressor, _ = stages.network(cfg, data, "deeplab", "regression")
-field = networks.predict_displacement(regressor, moving.image, cfg.network.input_shape,
-                                      intensity_scale=cfg.training.intensity_scale)
-baseline = regression.register(exact, field, cfg, output_shape=fixed.shape)
+baseline_registration = RegressionBaseline.load(cfg, data).register(moving.image)
+baseline = baseline_registration.details  # the keypoints before and after the random walk
 baseline_warped = warp_labels(moving_labels, baseline.displacement)
 print(f"avg(4) Dice on #{moving_id}: regression + RW {avg4(baseline_warped):.1f}% vs "
       f"Slic + Adam {dice_after:.1f}%; folding "
@@ -247,9 +242,48 @@ for ax, (title, motion) in zip(axes, [("regression: raw keypoint motion",
 plt.show()
 
 # %% [markdown]
+# ## Your own scans: the `register` command
+# The same object registers scans given as NIfTI files, in any orientation, voxel size
+# and field of view: they are brought onto the preset's grid, registered to the template,
+# and the results come back onto the fixed scan's grid as files other tools read
+# (`warped.nii.gz`, `warped_labels.nii.gz`, `displacement_itk.nii.gz` for SimpleITK,
+# ANTs or 3D Slicer, `displacement_learn2reg.nii.gz`, `overlay.png`, `report.json`):
+#
+# ```bash
+# python -m slicreg_lite register moving.nii.gz --labels moving_labels.nii.gz --out result
+# python -m slicreg_lite register moving.nii.gz --method teacher --fixed fixed.nii.gz --out result
+# ```
+#
+# The cell below does the same from Python with the moving scan written to a NIfTI file.
+
+# %%
+import json
+import tempfile
+from pathlib import Path
+
+from IPython.display import Image
+
+from slicreg_lite.nifti import save_nifti
+from slicreg_lite.register import register_scans
+
+folder = Path(tempfile.mkdtemp())
+save_nifti(folder / "moving.nii.gz", moving.image, moving.affine)
+labels_file = None
+if moving.labels is not None:
+    labels_file = save_nifti(folder / "moving_labels.nii.gz", moving.labels, moving.affine)
+registered = register_scans(folder / "moving.nii.gz", labels=labels_file, cfg=cfg, data=data,
+                            out=folder / "result")
+report = json.loads((folder / "result" / "report.json").read_text())
+print("written:", sorted(path.name for path in (folder / "result").iterdir()))
+print("seconds:", {name: round(value, 2) for name, value in report["seconds"].items()})
+if report["dice"] is not None:
+    print(f"Dice: {report['dice']}")
+display(Image(filename=str(folder / "result" / "overlay.png"), width=700))
+
+# %% [markdown]
 # ## Try it yourself
-# 1. **Choosing alpha.** Run `adamreg.register(template, features, cfg, alpha=a)` for
-#    `a` in `np.geomspace(0.001, 3, 8)` and plot avg(4) Dice and % folding against alpha.
+# 1. **Choosing alpha.** Run `slicreg.align(features, alpha=a)` for `a` in
+#    `np.geomspace(0.001, 3, 8)` and plot avg(4) Dice and % folding against alpha.
 #    Where is the sweet spot? Is it the same for another `SUBJECT`?
 # 2. Use the paper's `alpha = 0.015` and look at the keypoint arrows: which keypoints
 #    disagree with their neighbours, and why are they often near organ boundaries?

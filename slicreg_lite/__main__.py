@@ -1,8 +1,9 @@
 """Command line: ``python -m slicreg_lite --help``.
 
-``run``     the main job: every stage of the pipeline on a cohort (``--data``), then the table.
-``train``   train a network of step 3 and store it under ``data/weights`` (shipped weights).
-``export``  write a cohort as NIfTI files (BCV, Learn2Reg or folder layout).
+``run``       the main job: every stage of the pipeline on a cohort (``--data``), then the table.
+``register``  register a NIfTI scan: to the template (Slic-Reg) or to any scan (the teacher).
+``train``     train a network of step 3 and store it under ``data/weights`` (shipped weights).
+``export``    write a cohort as NIfTI files (BCV, Learn2Reg or folder layout).
 
 Every command takes ``--preset`` and ``--data`` (``phantom``, ``bcv:PATH``,
 ``learn2reg:PATH`` or ``folder:PATH``, see :mod:`slicreg_lite.sources`); ``--jobs``,
@@ -15,6 +16,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from .config import PRESET_NAMES, RunSettings, get_config
 
@@ -97,8 +100,9 @@ def _run(args, cfg, data, run) -> int:
     print(f"[4-5] every method on the {len(evaluation.subject_ids)} test subjects "
           f"[{time.perf_counter() - t:.1f} s]\n")
     print(f"Dice (%) of the test subjects registered to template #{split.template_id}, "
-          f"mean +- std (averages over all subject-organ pairs, as in the paper); "
-          f"std(log J) and % J<=0 inside the template's body; seconds per registration:\n")
+          f"mean +- std (averages over all subject-organ pairs, as in the paper); HD95 (mm) "
+          f"over the organs of the summary column (avg(4) for the BTCV organs); std(log J) "
+          f"and % J<=0 inside the template's body; seconds per registration:\n")
     print(evaluation.to_markdown())
     print()
     for line in evaluation_module.findings(evaluation):
@@ -121,7 +125,7 @@ NETWORKS = (("deeplab", "slic"), ("unet", "slic"), ("deeplab", "regression"),
 
 def _export(args, cfg, data, run) -> int:
     from . import stages
-    from .sources import export_cohort
+    from .layouts import export_cohort
 
     subjects = stages.cohort(cfg, data, run=run)
     dest = export_cohort(subjects, args.dest, layout=args.layout, split=data.split,
@@ -144,6 +148,29 @@ def _train(args, cfg, data, run) -> int:
         final = history["validation"][-1][1] if history["validation"] else float("nan")
         print(f"  {history['seconds']:.0f} s, loss {history['loss'][0]:.2f} -> "
               f"{history['loss'][-1]:.2f}, validation {final:.3f}; wrote {target}")
+    return 0
+
+
+def _register(args, cfg, data, run) -> int:
+    from .register import register_scans
+
+    try:
+        registered = register_scans(args.moving, fixed=args.fixed, labels=args.labels,
+                                    fixed_labels=args.fixed_labels, method=args.method,
+                                    out=args.out, cfg=cfg, data=data, run=run)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    report = registered.report
+    seconds = ", ".join(f"{name} {value:.2f} s" for name, value in report["seconds"].items())
+    print(f"registered {report['moving']} to {report['fixed']} with {args.method} "
+          f"(preset {cfg.name!r}): {seconds}")
+    if report["dice"] is not None:
+        summary = (f"avg(4) Dice {100 * report['avg(4)']:.1f}%" if "avg(4)" in report
+                   else f"mean Dice {100 * np.nanmean(list(report['dice'].values())):.1f}%")
+        print(f"{summary}, folding {report['percent_folding']:.2f}%, std(log J) "
+              f"{report['std_log_jacobian']:.3f}")
+    print("written: " + ", ".join(str(p) for p in registered.files.values()))
     return 0
 
 
@@ -205,6 +232,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--all", action="store_true",
                        help="all four backbone/head pairs of the evaluation table")
     train.set_defaults(handler=_train)
+
+    register = commands.add_parser(
+        "register", parents=[common],
+        help="register a NIfTI scan (to the template, or to --fixed with the teacher)",
+        description="Register MOVING with Slic-Reg (to the template of --data, with its "
+                    "trained network), the regression baseline, or the deeds-lite teacher "
+                    "(to --fixed, any pair of CT scans). Scans of any orientation, voxel size "
+                    "and size are brought onto the preset's grid, registered there, and the "
+                    "results brought back onto the fixed scan's own grid: warped.nii.gz, "
+                    "warped_labels.nii.gz, displacement_itk.nii.gz (SimpleITK / ANTs / Slicer "
+                    "displacement field), displacement_learn2reg.nii.gz, overlay.png and "
+                    "report.json (Dice, HD95, folding, seconds).",
+        epilog="examples: python -m slicreg_lite register moving.nii.gz --out result; "
+               "python -m slicreg_lite register moving.nii.gz --method teacher --fixed "
+               "fixed.nii.gz --labels moving_labels.nii.gz --fixed-labels fixed_labels.nii.gz "
+               "--out result")
+    register.add_argument("moving", type=Path, help="the moving scan (.nii.gz or .nii)")
+    register.add_argument("--out", required=True, type=Path, help="folder for the results")
+    register.add_argument("--method", default="slicreg",
+                          choices=("slicreg", "regression", "teacher"))
+    register.add_argument("--fixed", type=Path, default=None,
+                          help="the fixed scan (needed by --method teacher)")
+    register.add_argument("--labels", type=Path, default=None,
+                          help="the moving scan's label map (warped and scored)")
+    register.add_argument("--fixed-labels", type=Path, default=None,
+                          help="the fixed scan's label map (for the scores)")
+    register.set_defaults(handler=_register)
 
     export = commands.add_parser(
         "export", parents=[common], help="write a cohort as NIfTI files (BCV layout by default)",

@@ -29,7 +29,6 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -234,27 +233,6 @@ class Config:
     def to_dict(self) -> dict:
         """All values as plain Python types (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def section_key(self, *sections: str) -> str:
-        """A short hash of some sections, used to name cache entries.
-
-        Parameters
-        ----------
-        *sections : str
-            Names of sections, e.g. ``"grid", "teacher"``.
-
-        Returns
-        -------
-        str
-            12 hexadecimal characters that change whenever one of the values changes.
-        """
-        everything = self.to_dict()
-        unknown = [s for s in sections if s not in everything or s == "name"]
-        if unknown:
-            raise ValueError(f"unknown config section(s) {unknown}; expected some of "
-                             f"{[k for k in everything if k != 'name']}")
-        blob = json.dumps({s: everything[s] for s in sections}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def with_updates(self, **sections: dict) -> "Config":
         """A copy with some values changed, e.g. ``cfg.with_updates(adam={"k": 5})``.

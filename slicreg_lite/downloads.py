@@ -26,7 +26,7 @@ from typing import Optional, Union
 from tqdm.auto import tqdm
 
 from .files import atomic_write_json
-from .sources import load_bcv, load_learn2reg
+from .layouts import load_bcv, load_learn2reg
 
 PathLike = Union[str, os.PathLike]
 

@@ -38,8 +38,9 @@ METHODS = {
 SLIC_REG = "Slic-Reg: 3D DeepLab + Slic + Adam"
 TEACHER = "deeds-lite teacher (direct)"
 INITIAL = "initial, not registered"
-#: Columns after the Dice columns.
-EXTRA_COLUMNS = ("std(log J)", "% J<=0", "inference s", "alignment s")
+#: Columns after the Dice columns. HD95 is averaged over the organs of the summary
+#: column (the four large organs for the BTCV labels, else every label).
+EXTRA_COLUMNS = ("HD95 mm", "std(log J)", "% J<=0", "inference s", "alignment s")
 RESULTS_SCHEMA = "slicreg_lite.results/1"
 #: What the Dice cells of a row say when there were no labels to score it.
 NOT_SCORED = "no labels"
@@ -72,7 +73,10 @@ class Evaluation:
         ``subject_id -> (displacement, moving affine)`` of Slic-Reg: the field on the
         template's grid in voxels, and the moving scan's voxel -> world matrix.
     template_affine : numpy.ndarray, shape (4, 4)
-        Voxel -> world (mm) of the template's grid, for writing the fields.
+        Voxel -> world (mm) of the template's grid, for writing the fields and for the
+        voxel size of HD95.
+    hd95 : dict
+        ``method -> {subject_id: HD95 per label (mm)}``, like the Dice scores.
     """
 
     dice: DiceTable
@@ -84,6 +88,7 @@ class Evaluation:
     unscored: dict = field(default_factory=dict)
     fields: dict = field(default_factory=dict)
     template_affine: np.ndarray | None = None
+    hd95: dict = field(default_factory=dict)
 
     def add(self, method: str, subject_id, warped, template_labels, displacement=None,
             body=None, inference: float | None = None,
@@ -94,7 +99,7 @@ class Evaluation:
         None when there are no labels: the registration is then timed and its field
         measured, but not scored.
         """
-        from .metrics import jacobian_stats
+        from .metrics import hd95_per_label, jacobian_stats
 
         if method not in self.methods:
             self.methods.append(method)
@@ -103,6 +108,9 @@ class Evaluation:
         else:
             self.dice.add(method, subject_id,
                           dice_per_label(warped, template_labels, self.dice.labels))
+            spacing = np.linalg.norm(np.asarray(self.template_affine)[:3, :3], axis=0)
+            self.hd95.setdefault(method, {})[subject_id] = hd95_per_label(
+                warped, template_labels, spacing, self.dice.labels)
             self.warped.setdefault(method, {})[subject_id] = warped
         stats = self.deformation.setdefault(method, {"std_log_jacobian": [],
                                                      "percent_folding": []})
@@ -127,10 +135,25 @@ class Evaluation:
             return float(np.mean(values)) if len(values) else float("nan")
 
         stats, times = self.deformation[method], self.seconds[method]
-        return {"std(log J)": mean(stats["std_log_jacobian"]),
+        return {"HD95 mm": self.mean_hd95(method),
+                "std(log J)": mean(stats["std_log_jacobian"]),
                 "% J<=0": mean(stats["percent_folding"]),
                 "inference s": mean(times["inference"]),
                 "alignment s": mean(times["alignment"])}
+
+    def mean_hd95(self, method: str) -> float:
+        """Mean HD95 (mm) over every subject and the organs of :attr:`summary_column`
+        (NaN when the row was not scored)."""
+        rows = self.hd95.get(method, {})
+        if not rows:
+            return float("nan")
+        from .config import LARGE_ORGANS
+
+        labels = LARGE_ORGANS if self.dice.is_btcv else self.dice.labels
+        index = [self.dice.labels.index(label) for label in labels]
+        values = np.stack(list(rows.values()))[:, index]
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if values.size else float("nan")
 
     def to_markdown(self) -> str:
         """The whole table: the Dice columns, then deformation quality and time.
@@ -141,7 +164,8 @@ class Evaluation:
         columns = self.dice.columns
         scored = [m for m in self.methods if m in self.dice.methods]
         dice_rows = dict(zip(scored, self.dice.to_markdown(columns, scored).splitlines()[2:]))
-        formats = {"std(log J)": "{:.3f}", "% J<=0": "{:.2f}", "inference s": "{:.2f}",
+        formats = {"HD95 mm": "{:.1f}", "std(log J)": "{:.3f}", "% J<=0": "{:.2f}",
+                   "inference s": "{:.2f}",
                    "alignment s": "{:.2f}"}
         lines = ["| method | " + " | ".join((*columns, *EXTRA_COLUMNS)) + " |",
                  "|" + "---|" * (1 + len(columns) + len(EXTRA_COLUMNS))]
@@ -172,7 +196,8 @@ class Evaluation:
         ``{"schema": "slicreg_lite.results/1", "preset", "package_version", "data",
         "template_id", "subject_ids", "columns": [...], "labels": {number: name},
         "methods": {name: {"dice": {column: [mean, std]} or null, "dice_per_subject":
-        {id: [one fraction or null per label]}, "unscored_subjects": [...],
+        {id: [one fraction or null per label]}, "hd95_mm": float|null,
+        "hd95_per_subject": {id: [mm or null per label]}, "unscored_subjects": [...],
         "std_log_jacobian": float|null, "percent_folding": float|null,
         "max_percent_folding": float|null, "inference_seconds": float|null,
         "alignment_seconds": float|null}}, **extra}``. Dice values are percentages,
@@ -190,6 +215,9 @@ class Evaluation:
             methods[method] = {
                 "dice": scores.get("summary"),
                 "dice_per_subject": scores.get("scores", {}),
+                "hd95_mm": number(values["HD95 mm"]),
+                "hd95_per_subject": {str(i): [number(v) for v in row] for i, row in
+                                     self.hd95.get(method, {}).items()},
                 "unscored_subjects": list(self.unscored.get(method, [])),
                 "std_log_jacobian": number(values["std(log J)"]),
                 "percent_folding": number(values["% J<=0"]),
@@ -227,12 +255,10 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
     -------
     Evaluation
     """
-    import time
-
     from tqdm.auto import tqdm
 
-    from . import adamreg, regression, stages
-    from .networks import predict_displacement, predict_supervoxels
+    from . import stages
+    from .registration import RegressionBaseline, SlicReg
     from .spatial import warp_labels
 
     methods = tuple(METHODS) if methods is None else tuple(methods)
@@ -246,13 +272,8 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
     template = subjects[data.split.template_id]
     fixed_labels = template.labels
     body = body_mask(template.image)
-    layers = stages.template_supervoxels(cfg, data, run=run).layers
-    result = Evaluation(DiceTable(label_names=stages._label_names(data, template)),
+    result = Evaluation(DiceTable(label_names=stages.label_set(data, template)),
                         subject_ids=ids, template_affine=template.affine)
-
-    def warp(moving, field):
-        return None if moving.labels is None else warp_labels(moving.labels, field)
-
     for method in methods:
         kind = METHODS[method]
         if kind is None:
@@ -260,49 +281,27 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
                 result.add(method, i, subjects[i].labels, fixed_labels)
             continue
         if kind == "teacher":
+            # the same registration as Teacher.register, cached per subject
             direct = stages.teacher_direct(cfg, data, ids, run=run)
             for i in ids:
                 field = direct[i].displacement
-                result.add(method, i, warp(subjects[i], field), fixed_labels,
-                           field, body, alignment=direct[i].timings["total"])
+                warped = None if subjects[i].labels is None else \
+                    warp_labels(subjects[i].labels, field)
+                result.add(method, i, warped, fixed_labels, field, body,
+                           alignment=direct[i].timings["total"])
             continue
         backbone, head = kind
-        model, _ = stages.network(cfg, data, backbone, head, run=run)
-        shape = template.image.shape
-        if head == "slic":
-            # the template through the same network: its systematic errors cancel
-            predicted = predict_supervoxels(model, template.image, cfg.network.input_shape,
-                                            layers.shape[1:],
-                                            intensity_scale=cfg.training.intensity_scale)
-            prepared = adamreg.prepare_template(layers, cfg, feature_layers=predicted)
-            # torch's first optimiser step pays a one-off start-up: not a registration cost
-            adamreg.register(prepared, prepared.features, cfg, iterations=2)
-        else:
-            prepared = adamreg.prepare_template(layers, cfg)
+        registration = (SlicReg if head == "slic" else RegressionBaseline).load(
+            cfg, data, backbone=backbone, run=run)
         for i in tqdm(ids, desc=method, disable=not run.progress):
             moving = subjects[i]
-            start = time.perf_counter()
-            if head == "slic":
-                predicted = predict_supervoxels(model, moving.image, cfg.network.input_shape,
-                                                layers.shape[1:],
-                                                intensity_scale=cfg.training.intensity_scale)
-                inference = time.perf_counter() - start
-                start = time.perf_counter()
-                features = adamreg.moving_features(predicted, prepared, cfg)
-                field = adamreg.register(prepared, features, cfg,
-                                         output_shape=shape).displacement
-            else:
-                predicted = predict_displacement(model, moving.image, cfg.network.input_shape,
-                                                 intensity_scale=cfg.training.intensity_scale)
-                inference = time.perf_counter() - start
-                start = time.perf_counter()
-                field = regression.register(prepared, predicted, cfg,
-                                            output_shape=shape).displacement
-            alignment = time.perf_counter() - start
-            result.add(method, i, warp(moving, field), fixed_labels, field, body,
-                       inference=inference, alignment=alignment)
+            registered = registration.register(moving)
+            result.add(method, i, registered.warped_labels, fixed_labels,
+                       registered.displacement, body,
+                       inference=registered.timings["inference"],
+                       alignment=registered.timings["alignment"])
             if method == SLIC_REG:
-                result.fields[i] = (field, moving.affine)
+                result.fields[i] = (registered.displacement, moving.affine)
     return result
 
 
@@ -404,8 +403,9 @@ def write_results(cfg: Config, data, evaluation: Evaluation, folder: Path,
     text = (f"# Slic-Reg on {where}, preset {cfg.name!r}\n\n"
             f"Dice (%) of the {len(evaluation.subject_ids)} test subjects registered to "
             f"template #{template_id}, mean +- std (averages over all subject-organ pairs, "
-            "as in the paper); std(log J) and % J<=0 inside the template's body; seconds "
-            "per registration.\n\n"
+            "as in the paper); HD95 (mm) averaged over the organs of the summary column; "
+            "std(log J) and % J<=0 inside the template's body; seconds per "
+            "registration.\n\n"
             + evaluation.to_markdown() + "\n\n"
             + "\n".join(f"- {line}" for line in findings(evaluation)) + "\n")
     paths = [atomic_write_text(folder / "table.md", text),

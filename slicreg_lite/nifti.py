@@ -61,17 +61,7 @@ def load_nifti(path: PathLike, *, canonical: bool = True, dtype=np.float32,
         does not have ``ndim`` dimensions (e.g. a 4D time series or a 2D slice).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path: expected an existing NIfTI file; got {str(path)!r}, "
-                                "which does not exist")
-    try:
-        image = nib.load(str(path))
-    except Exception as error:  # nibabel raises several kinds for a damaged file
-        raise ValueError(f"{str(path)!r} is not a readable NIfTI file (.nii or .nii.gz): "
-                         f"{error}") from error
-    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise ValueError(f"{str(path)!r} must be a NIfTI file (.nii or .nii.gz); nibabel "
-                         f"read it as {type(image).__name__}")
+    image = _open(path)
     shape = tuple(image.shape)
     while ndim is not None and len(shape) > ndim and shape[-1] == 1:
         shape = shape[:-1]
@@ -101,16 +91,24 @@ def read_header(path: PathLike) -> tuple[tuple[int, ...], np.ndarray]:
     FileNotFoundError, ValueError
         As :func:`load_nifti`.
     """
-    path = Path(path)
+    image = _open(Path(path))
+    return tuple(image.shape), np.asarray(image.affine, dtype=np.float64)
+
+
+def _open(path: Path):
+    """The nibabel image of a NIfTI file (its header; voxels are read on demand)."""
     if not path.is_file():
         raise FileNotFoundError(f"path: expected an existing NIfTI file; got {str(path)!r}, "
                                 "which does not exist")
     try:
         image = nib.load(str(path))
-    except Exception as error:
+    except Exception as error:  # nibabel raises several kinds for a damaged file
         raise ValueError(f"{str(path)!r} is not a readable NIfTI file (.nii or .nii.gz): "
                          f"{error}") from error
-    return tuple(image.shape), np.asarray(image.affine, dtype=np.float64)
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise ValueError(f"{str(path)!r} must be a NIfTI file (.nii or .nii.gz); nibabel "
+                         f"read it as {type(image).__name__}")
+    return image
 
 
 def to_ras(data: np.ndarray, affine) -> tuple[np.ndarray, np.ndarray]:

@@ -87,6 +87,18 @@ AORTA, IVC, PORTAL_VEIN, PANCREAS, R_ADRENAL, L_ADRENAL = 8, 9, 10, 11, 12, 13
 #: renal hila, so that the lower thorax and the upper pelvis are both in view.
 _FOV_CENTRE = np.array([0.0, 0.0, 25.0])
 
+# Canonical positions (mm) that the anatomy and the ground truth share. Each organ's
+# jitter (shift and scale) is applied about its anchor.
+_LIVER_ANCHOR = (60, 10, 115)
+_STOMACH_ANCHOR = (-50, 25, 90)
+_SPLEEN_CENTRE = (-102, -42, 112)
+_KIDNEY_CENTRES = {1: (70, -46, 10), -1: (-70, -46, 24)}  # side: +1 right, -1 left
+_PANCREAS_POINTS = [(25, 10, 25), (0, 24, 35), (-40, 14, 46), (-82, -14, 66)]
+_AORTA_POINTS = [(-12, -22, -120), (-10, -22, 60), (-6, -26, 170), (-4, -30, 260)]
+_IVC_POINTS = [(26, -24, -125), (22, -20, 60), (28, -10, 150), (24, -12, 178)]
+_ESOPHAGUS_POINTS = [(-2, -30, 280), (-8, -24, 170), (-36, -2, 132)]
+_PORTAL_POINTS = [(-86, -26, 70), (-40, 4, 48), (4, 12, 36), (36, 22, 64), (48, 16, 86)]
+
 # Organs jitter in groups: organs that sit together move together.
 _GROUPS = ("liver", "spleen", "stomach", "right_kidney", "left_kidney", "pancreas",
            "vessels")
@@ -104,18 +116,7 @@ class _Canvas:
                  deformation: np.ndarray):
         self.shape = tuple(grid.shape)
         self.spacing = float(grid.spacing_mm)
-        # world position (mm) of voxel i along an axis: (i - (n - 1) / 2) * spacing
-        axes = [(np.arange(n, dtype=np.float32) - (n - 1) / 2) * self.spacing
-                for n in self.shape]
-        inverse = np.linalg.inv(forward).astype(np.float32)
-        t = translation.astype(np.float32)
-        # canonical = forward^-1 (world - t) + deformation(world)
-        self.coords = []
-        for row in range(3):
-            c = (inverse[row, 0] * (axes[0] - t[0]))[:, None, None] \
-                + (inverse[row, 1] * (axes[1] - t[1]))[None, :, None] \
-                + (inverse[row, 2] * (axes[2] - t[2]))[None, None, :]
-            self.coords.append((c + deformation[row]).astype(np.float32))
+        self.coords = _canonical_coordinates(grid, forward, translation, deformation)
         self.forward, self.translation = forward, translation
         self.margin = float(np.abs(deformation).max()) + 2 * self.spacing
 
@@ -143,6 +144,25 @@ class _Canvas:
         self.tissue[region][mask] = TISSUE_INDEX[tissue]
         if label is not None:
             self.labels[region][mask] = label
+
+
+def _canonical_coordinates(grid: GridConfig, forward, translation, deformation) -> list:
+    """The canonical point (mm) every voxel shows: three float32 arrays of the grid's shape.
+
+    ``canonical = forward^-1 (world - translation) + deformation(world)``, where voxel
+    ``i`` lies at ``world = (i - (n - 1) / 2) * spacing`` along each axis.
+    """
+    shape, spacing = tuple(grid.shape), float(grid.spacing_mm)
+    axes = [(np.arange(n, dtype=np.float32) - (n - 1) / 2) * spacing for n in shape]
+    inverse = np.linalg.inv(forward).astype(np.float32)
+    t = np.asarray(translation).astype(np.float32)
+    coords = []
+    for row in range(3):
+        c = (inverse[row, 0] * (axes[0] - t[0]))[:, None, None] \
+            + (inverse[row, 1] * (axes[1] - t[1]))[None, :, None] \
+            + (inverse[row, 2] * (axes[2] - t[2]))[None, None, :]
+        coords.append((c + deformation[row]).astype(np.float32))
+    return coords
 
 
 # ------------------------------------------------------------------------------- shapes
@@ -333,9 +353,9 @@ def _organs(canvas: _Canvas, jitter: _Jitter, allowed):
         return region, mask
 
     # stomach: fundus under the left diaphragm, body and antrum curving to the pylorus
-    fundus = J.ellipsoid("stomach", (-65, 5, 122), (38, 40, 44), anchor=(-50, 25, 90))
+    fundus = J.ellipsoid("stomach", (-65, 5, 122), (38, 40, 44), anchor=_STOMACH_ANCHOR)
     body = J.tube("stomach", [(-66, 12, 112), (-48, 38, 66), (0, 50, 46), (25, 36, 52)],
-                  [30, 26, 18, 12], anchor=(-50, 25, 90))
+                  [30, 26, 18, 12], anchor=_STOMACH_ANCHOR)
     inner = _Tube(body.points, body.radii - 5)
     for shape in (fundus, body):
         draw(shape, "stomach_wall", STOMACH)
@@ -349,7 +369,7 @@ def _organs(canvas: _Canvas, jitter: _Jitter, allowed):
         canvas.paint(region, air, "gas", STOMACH, allowed)
 
     # liver: right lobe under the right diaphragm, left lobe in front of the stomach
-    anchor = (60, 10, 115)
+    anchor = _LIVER_ANCHOR
     draw(J.ellipsoid("liver", (72, 0, 112), (72, 92, 62), _rotation(rz=-10), anchor), "liver",
          LIVER)
     draw(J.ellipsoid("liver", (-15, 48, 122), (58, 34, 38), _rotation(ry=12), anchor),
@@ -359,16 +379,17 @@ def _organs(canvas: _Canvas, jitter: _Jitter, allowed):
                      ripple=0.05), "gallbladder", GALLBLADDER)
 
     # spleen: a crescent high in the left upper quadrant, concave towards the hilum
-    spleen = J.ellipsoid("spleen", (-102, -42, 112), (26, 52, 54), _rotation(rx=25, rz=20))
+    spleen = J.ellipsoid("spleen", _SPLEEN_CENTRE, (26, 52, 54), _rotation(rx=25, rz=20))
     region, mask = draw(spleen, "spleen", SPLEEN)
     hilum = _Ellipsoid(spleen.centre + (28, 14, 0), spleen.radii * (0.8, 0.7, 0.7),
                        spleen.rotation, spleen.waves[:0])
     canvas.paint(region, mask & hilum.inside(canvas, region), "fat", 0, allowed)
 
     # kidneys: cortex brighter than medulla; sinus fat at the medial hilum
-    for side, group, label, z0, tissue_rz in ((1, "right_kidney", R_KIDNEY, 10, 15),
-                                              (-1, "left_kidney", L_KIDNEY, 24, -15)):
-        kidney = J.ellipsoid(group, (side * 70, -46, z0), (26, 24, 54),
+    for side, group, label, tissue_rz in ((1, "right_kidney", R_KIDNEY, 15),
+                                          (-1, "left_kidney", L_KIDNEY, -15)):
+        z0 = _KIDNEY_CENTRES[side][2]
+        kidney = J.ellipsoid(group, _KIDNEY_CENTRES[side], (26, 24, 54),
                              _rotation(ry=side * -12, rz=tissue_rz), ripple=0.06)
         region, mask = draw(kidney, "kidney_cortex", label)
         medulla = kidney.inside(canvas, region, scale=0.72) & mask
@@ -378,24 +399,19 @@ def _organs(canvas: _Canvas, jitter: _Jitter, allowed):
         canvas.paint(region, mask & sinus.inside(canvas, region), "fat", 0, allowed)
         # adrenal gland: a thin plate on the upper pole, moving with its kidney
         adrenal = J.ellipsoid(group, (side * 42, -30 - (side < 0) * 6, z0 + 64),
-                              (5, 13, 17), _rotation(rz=side * 30), anchor=(side * 70, -46, z0),
+                              (5, 13, 17), _rotation(rz=side * 30), anchor=_KIDNEY_CENTRES[side],
                               ripple=0.05)
         draw(adrenal, "adrenal", R_ADRENAL if side > 0 else L_ADRENAL)
 
     # pancreas: head in the duodenal sweep, body across the spine, tail at the splenic hilum
-    pancreas_points = [(25, 10, 25), (0, 24, 35), (-40, 14, 46), (-82, -14, 66)]
-    draw(J.tube("pancreas", pancreas_points, [19, 14, 13, 11]), "pancreas", PANCREAS)
+    draw(J.tube("pancreas", _PANCREAS_POINTS, [19, 14, 13, 11]), "pancreas", PANCREAS)
 
     # vessels last: they run through and along the organs
-    draw(J.tube("vessels", [(-12, -22, -120), (-10, -22, 60), (-6, -26, 170),
-                            (-4, -30, 260)], [10, 11, 12, 12]), "artery", AORTA)
-    draw(J.tube("vessels", [(26, -24, -125), (22, -20, 60), (28, -10, 150), (24, -12, 178)],
-                [11, 12, 13, 12]), "vein", IVC)
-    draw(J.tube("vessels", [(-2, -30, 280), (-8, -24, 170), (-36, -2, 132)], [7, 7, 8]),
-         "esophagus", ESOPHAGUS)
-    splenic_portal = J.tube("pancreas", [(-86, -26, 70), (-40, 4, 48), (4, 12, 36),
-                                         (36, 22, 64), (48, 16, 86)], [5, 5, 7, 7, 6],
-                            anchor=np.mean(pancreas_points, 0))
+    draw(J.tube("vessels", _AORTA_POINTS, [10, 11, 12, 12]), "artery", AORTA)
+    draw(J.tube("vessels", _IVC_POINTS, [11, 12, 13, 12]), "vein", IVC)
+    draw(J.tube("vessels", _ESOPHAGUS_POINTS, [7, 7, 8]), "esophagus", ESOPHAGUS)
+    splenic_portal = J.tube("pancreas", _PORTAL_POINTS, [5, 5, 7, 7, 6],
+                            anchor=np.mean(_PANCREAS_POINTS, 0))
     draw(splenic_portal, "portal_vein", PORTAL_VEIN)
     # unlabelled vessels give texture: iliac arteries and veins below the bifurcation
     for side in (-1, 1):
@@ -476,23 +492,9 @@ def generate_subject(subject_id: int, cfg: PhantomConfig, grid: GridConfig) -> S
     if len(grid.shape) != 3 or min(grid.shape) < 8:
         raise ValueError(f"grid.shape must be three sizes of at least 8 voxels; "
                          f"got {grid.shape}")
-    rng = np.random.default_rng([cfg.seed, int(subject_id)])
-
-    # pose and body shape: nothing is pre-aligned
-    low, high = cfg.scale_range
-    scale = rng.uniform(low, high, 3)
-    angles = np.clip(rng.normal(0, cfg.rotation_deg, 3), -2 * cfg.rotation_deg,
-                     2 * cfg.rotation_deg)
-    direction = rng.normal(size=3)
-    direction /= np.linalg.norm(direction)
-    translation = direction * rng.uniform(*cfg.translation_mm)
-    translation[2] += rng.uniform(-cfg.fov_shift_mm, cfg.fov_shift_mm)
-    forward = _rotation(*angles) @ np.diag(scale)
-    translation -= forward @ _FOV_CENTRE  # the field of view is centred on _FOV_CENTRE
-    deformation = _smooth_field(grid.shape, grid.spacing_mm, cfg.deformation_spacing_mm,
-                                cfg.deformation_mm, rng)
-    canvas = _Canvas(grid, forward, translation, deformation)
-    jitter = _Jitter(cfg, rng)
+    pose = _draw_pose(subject_id, cfg, grid)
+    rng, jitter = pose.rng, pose.jitter
+    canvas = _Canvas(grid, pose.forward, pose.translation, pose.deformation)
 
     # anatomy, from the outside in; later painting wins
     body, cavity, _ = _body_wall(canvas, fat_mm=rng.uniform(12, 32),
@@ -511,6 +513,36 @@ def generate_subject(subject_id: int, cfg: PhantomConfig, grid: GridConfig) -> S
     return Subject(int(subject_id), image, canvas.labels, affine, body_mask=body)
 
 
+@dataclass
+class _Pose:
+    """The random draws that place one subject's canonical anatomy in the scanner."""
+
+    rng: np.random.Generator  # continues with the anatomy's own draws
+    forward: np.ndarray  # 3 x 3: rotation @ scaling, canonical -> world
+    translation: np.ndarray  # mm
+    deformation: np.ndarray  # (3, D, H, W) mm, added to the canonical point of each voxel
+    jitter: "_Jitter"
+
+
+def _draw_pose(subject_id: int, cfg: PhantomConfig, grid: GridConfig) -> _Pose:
+    """Pose, body shape, deformation and organ jitter of a subject (no anatomy painted)."""
+    rng = np.random.default_rng([cfg.seed, int(subject_id)])
+    # pose and body shape: nothing is pre-aligned
+    low, high = cfg.scale_range
+    scale = rng.uniform(low, high, 3)
+    angles = np.clip(rng.normal(0, cfg.rotation_deg, 3), -2 * cfg.rotation_deg,
+                     2 * cfg.rotation_deg)
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    translation = direction * rng.uniform(*cfg.translation_mm)
+    translation[2] += rng.uniform(-cfg.fov_shift_mm, cfg.fov_shift_mm)
+    forward = _rotation(*angles) @ np.diag(scale)
+    translation -= forward @ _FOV_CENTRE  # the field of view is centred on _FOV_CENTRE
+    deformation = _smooth_field(grid.shape, grid.spacing_mm, cfg.deformation_spacing_mm,
+                                cfg.deformation_mm, rng)
+    return _Pose(rng, forward, translation, deformation, _Jitter(cfg, rng))
+
+
 def _intensities(canvas: _Canvas, cfg: PhantomConfig, rng: np.random.Generator) -> np.ndarray:
     """Hounsfield units from the tissue map: texture, contrast, blur, noise."""
     enhancement = rng.uniform(0.75, 1.25)  # how much contrast agent this subject got
@@ -527,3 +559,4 @@ def _intensities(canvas: _Canvas, cfg: PhantomConfig, rng: np.random.Generator) 
     image = gaussian_filter(image, max(0.35, 1.0 / canvas.spacing))
     image += rng.standard_normal(canvas.shape, dtype=np.float32) * cfg.noise_hu
     return np.round(np.clip(image, -1024, 3071)).astype(np.float32)
+

@@ -454,3 +454,45 @@ def resample_to_spacing(volume: np.ndarray, spacing, new_spacing, *,
     axes = [torch.arange(n, dtype=torch.float64) * (s / o) for n, o, s in zip(out_shape, old, new)]
     coords = torch.stack(torch.meshgrid(*axes, indexing="ij")).float()
     return sample(vol, coords.numpy(), mode=mode, fill=fill)
+
+
+# ----------------------------------------------------------------------- world coordinates
+def world_to_voxel(affine, points) -> np.ndarray:
+    """Voxel coordinates (3, N) of world points (3, N) in mm on a grid with ``affine``."""
+    A = np.asarray(affine, dtype=np.float64)
+    return np.linalg.solve(A[:3, :3], np.asarray(points, dtype=np.float64) - A[:3, 3:])
+
+
+def voxel_to_world(affine, voxels) -> np.ndarray:
+    """World points (3, N) in mm of voxel coordinates (3, N) on a grid with ``affine``."""
+    A = np.asarray(affine, dtype=np.float64)
+    return A[:3, :3] @ np.asarray(voxels, dtype=np.float64) + A[:3, 3:]
+
+
+def map_points(displacement, fixed_affine, moving_affine, points) -> np.ndarray:
+    """Carry world points of the fixed image into the moving image through a voxel field.
+
+    A point ``p`` (mm) lies at fixed voxel ``x``; the field says fixed voxel ``x``
+    corresponds to moving voxel ``x + u(x)`` (``u`` interpolated trilinearly, continued
+    at the border outside its grid), which lies at ``A_moving (x + u(x))`` in the world.
+    This is how a field computed on one pair of grids (e.g. the preset's) is brought to
+    any other grid of the same scans (e.g. the files as stored).
+
+    Parameters
+    ----------
+    displacement : array, shape (3, D, H, W)
+        Voxels, on the fixed grid.
+    fixed_affine, moving_affine : array_like, shape (4, 4)
+        Voxel -> world (mm) of the field's fixed grid and of the grid its values point into.
+    points : array_like, shape (3, N)
+        World points in mm.
+
+    Returns
+    -------
+    numpy.ndarray, shape (3, N), float64
+        The corresponding world points in the moving image.
+    """
+    voxels = world_to_voxel(fixed_affine, points)
+    u = sample(np.asarray(displacement, dtype=np.float32), voxels.astype(np.float32),
+               padding="border")
+    return voxel_to_world(moving_affine, voxels + u)

@@ -65,6 +65,13 @@ def _setup(cfg: Config, data, run: RunSettings | None) -> tuple[DataSource, RunS
     return open_source(data, cfg), _DEFAULT_RUN if run is None else run
 
 
+def _subject_files(folder: Path, data: DataSource, ids, default) -> tuple[tuple, dict]:
+    """The subjects of a per-subject stage (``default`` when ``ids`` is None) and the cache
+    file of each in ``folder``."""
+    ids = default if ids is None else tuple(data.find(i) for i in ids)
+    return ids, {i: folder / subject_filename(i) for i in ids}
+
+
 # ------------------------------------------------------------------------------ cohort
 def _save_subject(path: Path, subject: Subject) -> None:
     arrays = {"image": subject.image, "affine": subject.affine,
@@ -118,9 +125,8 @@ def cohort(cfg: Config, data="phantom", ids=None, *,
     from joblib import delayed
 
     data, run = _setup(cfg, data, run)
-    ids = data.split.all_ids if ids is None else tuple(data.find(i) for i in ids)
     folder = stage_dir(cfg, data, "cohort", (), COHORT_VERSION, with_split=False)
-    paths = {i: folder / subject_filename(i) for i in ids}
+    ids, paths = _subject_files(folder, data, ids, data.split.all_ids)
 
     def jobs(missing, threads):
         return (delayed(_prepare_one)(data, i, paths[i], threads) for i in missing)
@@ -157,7 +163,7 @@ def initial_alignment(cfg: Config, data="phantom", subjects: dict | None = None,
     if subjects is None:
         subjects = cohort(cfg, data, (*split.evaluation_ids, split.template_id), run=run)
     template = subjects[split.template_id]
-    table = DiceTable(label_names=_label_names(data, template))
+    table = DiceTable(label_names=label_set(data, template))
     if template.labels is None:
         return table
     for i in split.evaluation_ids:
@@ -171,7 +177,7 @@ def initial_alignment(cfg: Config, data="phantom", subjects: dict | None = None,
     return table
 
 
-def _label_names(data: DataSource, template: Subject) -> dict:
+def label_set(data: DataSource, template: Subject) -> dict:
     """The label set of a table: the source's names, or the values found in the template."""
     values = [] if template.labels is None else np.unique(template.labels)
     return data.names_for(values) or {1: "label 1"}
@@ -312,9 +318,8 @@ def supervision(cfg: Config, data="phantom", ids=None, *,
     from joblib import delayed
 
     data, run = _setup(cfg, data, run)
-    ids = data.split.train_ids if ids is None else tuple(data.find(i) for i in ids)
     folder = stage_dir(cfg, data, "supervision", ("supervoxels", "teacher"), TEACHER_VERSION)
-    paths = {i: folder / subject_filename(i) for i in ids}
+    ids, paths = _subject_files(folder, data, ids, data.split.train_ids)
 
     def jobs(missing, threads):
         template_id = data.split.template_id
@@ -347,7 +352,7 @@ def teacher_dice(cfg: Config, data, results: dict, *,
     template_id = data.split.template_id
     subjects = cohort(cfg, data, (*results, template_id), run=run)
     template = subjects[template_id]
-    table = DiceTable(label_names=_label_names(data, template))
+    table = DiceTable(label_names=label_set(data, template))
     if template.labels is None:
         return table
     for i, result in results.items():
@@ -388,7 +393,8 @@ def network_dir(cfg: Config, data, backbone: str, head: str) -> Path:
 
 
 def network(cfg: Config, data="phantom", backbone: str = "deeplab", head: str = "slic", *,
-            retrain: bool = False, run: RunSettings | None = None):
+            retrain: bool = False, allow_training: bool = True,
+            run: RunSettings | None = None):
     """Step 3: a trained network: the shipped weights, the cache, or a training run.
 
     Parameters
@@ -400,6 +406,9 @@ def network(cfg: Config, data="phantom", backbone: str = "deeplab", head: str = 
     head : {"slic", "regression"}
     retrain : bool
         Ignore shipped and cached weights and train from scratch (the result is cached).
+    allow_training : bool
+        Train when neither shipped nor cached weights exist (``False``: raise
+        FileNotFoundError instead, e.g. for a command that should not train for minutes).
     run : RunSettings, optional
         Device, validation frequency, mixed precision and checkpointing of the training.
 
@@ -432,6 +441,12 @@ def network(cfg: Config, data="phantom", backbone: str = "deeplab", head: str = 
         except ValueError as error:
             warnings.warn(f"cached network {path} is unusable ({error}); training anew",
                           stacklevel=2)
+    if not allow_training and not retrain:
+        raise FileNotFoundError(
+            f"no trained {backbone} + {head} network for preset {cfg.name!r} and data "
+            f"{data.spec!r}: train it first with python -m slicreg_lite train --preset "
+            f"{cfg.name} --data {data.spec} --backbone {backbone} --head {head} (or run "
+            "the whole pipeline with python -m slicreg_lite run)")
     regression = head == "regression"
     dataset = training_data(cfg, data, displacements=regression, run=run)
     validation = training_data(cfg, data, data.split.evaluation_ids[:2],
@@ -506,13 +521,13 @@ def _register_direct(cfg: Config, subject_id, template_image: np.ndarray,
                      subject_image: np.ndarray, path: Path, threads: int) -> None:
     import torch
 
-    from .teacher import register
+    from .registration import Teacher
 
     torch.set_num_threads(threads)
-    result = register(template_image, subject_image, cfg.teacher)
+    result = Teacher(template_image, cfg.teacher).register(subject_image)
     atomic_save_npz(path, subject_id=np.array(subject_id),
                     displacement=result.displacement.astype(np.float16),
-                    timings=np.array(json.dumps(result.timings)))
+                    timings=np.array(json.dumps(result.details.timings)))
 
 
 def _load_direct(path: Path) -> DirectRegistration:
@@ -545,9 +560,8 @@ def teacher_direct(cfg: Config, data="phantom", ids=None, *,
     from joblib import delayed
 
     data, run = _setup(cfg, data, run)
-    ids = data.split.evaluation_ids if ids is None else tuple(data.find(i) for i in ids)
     folder = stage_dir(cfg, data, "teacher-direct", ("teacher",), TEACHER_VERSION)
-    paths = {i: folder / subject_filename(i) for i in ids}
+    ids, paths = _subject_files(folder, data, ids, data.split.evaluation_ids)
 
     def jobs(missing, threads):
         template_id = data.split.template_id

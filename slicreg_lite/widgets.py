@@ -285,14 +285,13 @@ class AdamExplorer:
 
     Parameters
     ----------
-    template : adamreg.Template
-        From :func:`slicreg_lite.adamreg.prepare_template`.
+    slicreg : SlicReg
+        The registration (:class:`slicreg_lite.registration.SlicReg`): its template and
+        its Adam settings (``slicreg.cfg.adam``) are the starting point.
     features : torch.Tensor
-        The moving scan's features (:func:`slicreg_lite.adamreg.moving_features`).
+        The moving scan's features (``slicreg.features(moving.image)``).
     fixed, moving : Subject
         The template scan and the moving scan, with labels for the Dice.
-    cfg : Config
-        Starting parameters (``cfg.adam``).
     axis : int
         The view: 2 axial, 1 coronal, 0 sagittal.
 
@@ -304,14 +303,16 @@ class AdamExplorer:
         Its avg(4) Dice (fraction) and % of voxels with J <= 0.
     """
 
-    def __init__(self, template, features, fixed, moving, cfg, *, axis: int = 1):
+    def __init__(self, slicreg, features, fixed, moving, *, axis: int = 1):
         import ipywidgets as w
 
         _check_axis(axis)
         if fixed.shape != moving.shape:
             raise ValueError(f"fixed and moving must share a grid; got {fixed.shape} and "
                              f"{moving.shape}")
-        self.template, self.features, self.cfg, self.axis = template, features, cfg, axis
+        self.slicreg, self.features, self.axis = slicreg, features, axis
+        cfg = slicreg.cfg
+        template = slicreg.template
         self.fixed, self.moving = fixed, moving
         n_points = len(template.keypoints)
         self.alpha = w.FloatLogSlider(value=cfg.adam.alpha, base=10, min=-3, max=1, step=0.25,
@@ -334,15 +335,13 @@ class AdamExplorer:
 
     def register(self, change=None) -> None:
         """Align with the sliders' values, then redraw."""
-        from . import adamreg
         from .config import LARGE_ORGANS
         from .metrics import average_dice, dice_per_label, jacobian_stats
         from .spatial import warp_labels
 
-        self.result = adamreg.register(self.template, self.features, self.cfg,
-                                       output_shape=self.fixed.shape,
-                                       alpha=float(self.alpha.value), k=int(self.k.value),
-                                       iterations=int(self.iterations.value))
+        self.result = self.slicreg.align(self.features, alpha=float(self.alpha.value),
+                                         k=int(self.k.value),
+                                         iterations=int(self.iterations.value))
         self.warped = warp_labels(self.moving.labels, self.result.displacement)
         self.dice = average_dice(dice_per_label(self.warped, self.fixed.labels), LARGE_ORGANS)
         self.folding = jacobian_stats(self.result.displacement)["percent_folding"]

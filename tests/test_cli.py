@@ -13,8 +13,8 @@ import pytest
 from slicreg_lite import evaluation, stages, weights
 from slicreg_lite.__main__ import main
 from slicreg_lite.config import RunSettings, get_config
+from slicreg_lite.layouts import export_cohort
 from slicreg_lite.nifti import save_nifti
-from slicreg_lite.sources import export_cohort
 
 SMOKE = get_config("smoke")
 QUIET = RunSettings(jobs=1, progress=False)
@@ -66,12 +66,15 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
             mean, std = (float(x) for x in cell.split("+-"))
             assert math.isfinite(mean) and math.isfinite(std) and 0 <= mean <= 100
         registered = method != "initial, not registered"
-        for cell in cells[6:8]:  # deformation: every registration has one
+        # HD95 in mm: every scored row has one, at most the volume's diagonal (a missed organ)
+        diagonal = np.linalg.norm((np.array(SMOKE.grid.shape) - 1) * SMOKE.grid.spacing_mm)
+        assert 0 <= float(cells[6]) <= diagonal + 0.05  # the cell is rounded to 0.1 mm
+        for cell in cells[7:9]:  # deformation: every registration has one
             assert (cell != "-") == registered
             if registered:
                 assert math.isfinite(float(cell))
-        assert (cells[9] != "-") == registered  # the alignment time
-        assert (cells[8] != "-") == (registered and "teacher" not in method)  # inference
+        assert (cells[10] != "-") == registered  # the alignment time
+        assert (cells[9] != "-") == (registered and "teacher" not in method)  # inference
     assert "Slic-Reg reaches" in printed and "faster than the teacher" in printed
 
     out = shared["root"] / "out" / "smoke"
@@ -86,9 +89,12 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
     assert math.isfinite(results["total_seconds"])
     assert list(results["methods"]) == list(evaluation.METHODS)
     for method, entry in results["methods"].items():
-        assert set(entry) == {"dice", "dice_per_subject", "unscored_subjects",
-                              "std_log_jacobian", "percent_folding", "max_percent_folding",
-                              "inference_seconds", "alignment_seconds"}
+        assert set(entry) == {"dice", "dice_per_subject", "hd95_mm", "hd95_per_subject",
+                              "unscored_subjects", "std_log_jacobian", "percent_folding",
+                              "max_percent_folding", "inference_seconds",
+                              "alignment_seconds"}
+        assert entry["hd95_mm"] > 0 and all(len(row) == 13 for row in
+                                            entry["hd95_per_subject"].values())
         assert set(entry["dice"]) == set(columns[:6]) and entry["unscored_subjects"] == []
         assert all(len(v) == 2 and all(math.isfinite(x) for x in v)
                    for v in entry["dice"].values())
@@ -103,7 +109,7 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
 
 def results_without_times(printed: str) -> dict:
     """The table's Dice and deformation cells (times differ from run to run)."""
-    return {method: cells[:8] for method, cells in table_rows(printed).items()}
+    return {method: cells[:9] for method, cells in table_rows(printed).items()}
 
 
 def write_learn2reg_description(folder: Path, split) -> None:

@@ -62,13 +62,32 @@ def test_updates_and_frozen():
         get_config("lite", adma={"alpha": 0.1})
 
 
-def test_section_key_changes_only_with_its_sections():
+def test_a_stage_key_changes_only_with_what_decides_it():
+    from slicreg_lite.cache import decided_by
+    from slicreg_lite.sources import open_source, short_hash
+
     cfg = get_config("lite")
     other = cfg.with_updates(adam={"k": 5})
-    assert cfg.section_key("phantom", "grid") == other.section_key("phantom", "grid")
-    assert cfg.section_key("adam") != other.section_key("adam")
+    data = open_source("phantom", cfg)
+    assert short_hash(decided_by(cfg, data, ("teacher",))) == \
+        short_hash(decided_by(other, data, ("teacher",)))
+    assert short_hash(decided_by(cfg, data, ("adam",))) != \
+        short_hash(decided_by(other, data, ("adam",)))
     with pytest.raises(ValueError, match="unknown config section"):
-        cfg.section_key("nonsense")
+        decided_by(cfg, data, ("nonsense",))
+
+
+def test_run_settings_are_checked():
+    from slicreg_lite.config import RunSettings
+
+    assert RunSettings(jobs=3).workers == 3
+    with pytest.raises(ValueError, match="jobs must be a positive number of workers, -1 or "
+                                         "None; got 0"):
+        RunSettings(jobs=0)
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or None; got 'tpu'"):
+        RunSettings(device="tpu")
+    with pytest.raises(ValueError, match="validate_every must be a positive integer"):
+        RunSettings(validate_every=0)
 
 
 def test_config_section_accepts_the_whole_config_or_the_section():

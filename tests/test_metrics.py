@@ -366,3 +366,52 @@ def test_jacobian_rejects_bad_input():
         jacobian_stats(np.zeros((3, 4, 4, 4)), mask=np.ones((4, 4, 3), bool))
     with pytest.raises(ValueError, match="mask selects no voxel"):
         jacobian_stats(np.zeros((3, 4, 4, 4)), mask=np.zeros((4, 4, 4), bool))
+
+
+# -------------------------------------------------------------------------------- HD95
+def test_hd95_of_a_shifted_cube_is_the_shift_in_mm():
+    from slicreg_lite.metrics import hd95_per_label
+
+    target = np.zeros((20, 20, 20), dtype=np.uint8)
+    target[5:15, 5:15, 5:15] = 4
+    for axis, spacing in ((0, (2.0, 1.0, 1.0)), (2, (1.0, 1.0, 0.8))):
+        shifted = np.roll(target, 3, axis=axis)
+        hd = hd95_per_label(shifted, target, spacing=spacing, labels=[4])
+        assert hd[0] == pytest.approx(3 * spacing[axis])
+
+
+def test_hd95_of_two_concentric_spheres_is_the_radius_difference():
+    from slicreg_lite.metrics import hd95_per_label
+
+    grid = np.indices((48, 48, 48))
+    radius = np.sqrt(((grid - 24.0) ** 2).sum(0))
+    small, large = (radius <= 10).astype(np.uint8), (radius <= 16).astype(np.uint8)
+    hd = hd95_per_label(small, large, spacing=(1.5, 1.5, 1.5), labels=[1])[0]
+    assert abs(hd - 6 * 1.5) <= 1.5  # within a voxel of the 6-voxel gap
+
+
+def test_hd95_absent_labels_are_explicit():
+    from slicreg_lite.metrics import hd95_per_label
+
+    prediction = np.zeros((10, 12, 14), dtype=np.uint8)
+    target = prediction.copy()
+    prediction[2:5, 2:5, 2:5] = 1  # label 1 only in the prediction
+    prediction[6:8, 6:8, 6:8] = target[6:8, 6:8, 6:8] = 2  # identical
+    hd = hd95_per_label(prediction, target, spacing=(1.0, 2.0, 3.0), labels=[1, 2, 3])
+    diagonal = np.linalg.norm(np.array([9, 11, 13]) * [1.0, 2.0, 3.0])
+    assert hd[0] == pytest.approx(diagonal)  # missed entirely: the largest distance
+    assert hd[1] == 0.0
+    assert np.isnan(hd[2])  # in neither map: nothing to measure
+    with pytest.raises(ValueError, match="spacing must be three positive voxel sizes"):
+        hd95_per_label(prediction, target, spacing=(1.0, 0.0, 1.0), labels=[2])
+
+
+@given(arrays(np.uint8, (6, 7, 8), elements=st.integers(0, 2)),
+       arrays(np.uint8, (6, 7, 8), elements=st.integers(0, 2)))
+def test_hd95_is_symmetric_and_zero_on_itself(a, b):
+    from slicreg_lite.metrics import hd95_per_label
+
+    np.testing.assert_allclose(hd95_per_label(a, b, labels=[1, 2]),
+                               hd95_per_label(b, a, labels=[1, 2]))
+    same = hd95_per_label(a, a, labels=[1, 2])
+    assert np.all((same == 0) | np.isnan(same))

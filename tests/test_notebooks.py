@@ -67,7 +67,7 @@ def own_scans(tmp_path_factory):
     labels under other names than the BTCV organs' (so no avg(4) column exists)."""
     from slicreg_lite import stages
     from slicreg_lite.config import RunSettings, get_config
-    from slicreg_lite.sources import export_cohort
+    from slicreg_lite.layouts import export_cohort
 
     cfg = get_config("smoke")
     folder = tmp_path_factory.mktemp("own-scans")

@@ -114,7 +114,7 @@ def test_bad_input():
 
 
 def test_export_nifti_round_trip(tmp_path):
-    from slicreg_lite.sources import export_cohort, load_bcv
+    from slicreg_lite.layouts import export_cohort, load_bcv
 
     subjects = {i: generate_subject(i, SMOKE.phantom, SMOKE.grid) for i in (1, 38)}
     export_cohort(subjects, tmp_path)

@@ -112,7 +112,8 @@ SMOKE = get_config("smoke")
 
 def test_a_scan_on_the_grid_is_taken_as_it_is(tmp_path):
     """Exported phantom scans read back through a folder: pre-processing is the identity."""
-    from slicreg_lite.sources import export_cohort, open_source
+    from slicreg_lite.layouts import export_cohort
+    from slicreg_lite.sources import open_source
 
     subjects = {i: generate_subject(i, SMOKE.phantom, SMOKE.grid) for i in (1, 2, 38)}
     export_cohort(subjects, tmp_path, layout="folder",

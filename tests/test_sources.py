@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from slicreg_lite.config import get_config
+from slicreg_lite.layouts import learn2reg_subject_id, load_bcv, load_learn2reg
 from slicreg_lite.nifti import save_nifti
-from slicreg_lite.sources import learn2reg_subject_id, load_bcv, load_learn2reg, open_source
+from slicreg_lite.sources import open_source
 
 SHAPE = (8, 9, 10)
 # A RAS+ affine with anisotropic voxels and an offset, as a real scan would have.

@@ -10,7 +10,8 @@ import pytest
 from slicreg_lite import cache as cache_module
 from slicreg_lite import stages, weights
 from slicreg_lite.config import RunSettings, get_config
-from slicreg_lite.sources import export_cohort, open_source
+from slicreg_lite.layouts import export_cohort
+from slicreg_lite.sources import open_source
 
 SMOKE = get_config("smoke")
 LITE = get_config("lite")

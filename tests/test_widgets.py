@@ -3,6 +3,7 @@
 import matplotlib
 import numpy as np
 import pytest
+import torch
 
 from slicreg_lite.config import get_config
 from slicreg_lite.phantom import generate_subject
@@ -70,16 +71,19 @@ def test_teacher_explorer_registers_once_per_alpha(subjects):
 
 def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
     from slicreg_lite import adamreg
+    from slicreg_lite.networks import build_model
+    from slicreg_lite.registration import SlicReg
     from slicreg_lite.supervoxels import body_mask, slic_layers
     from slicreg_lite.widgets import AdamExplorer
 
     cfg = get_config("smoke")
     fixed, moving = subjects[38], subjects[1]
     layers = slic_layers(fixed.image, body_mask(fixed.image), cfg.supervoxels)
-    template = adamreg.prepare_template(layers, cfg)
+    torch.manual_seed(0)
+    slicreg = SlicReg(fixed.image, layers, build_model("deeplab", "slic", cfg), cfg)
     moved_layers = slic_layers(moving.image, body_mask(moving.image), cfg.supervoxels)
-    explorer = AdamExplorer(template, adamreg.moving_features(moved_layers, template, cfg),
-                            fixed, moving, cfg)
+    features = adamreg.moving_features(moved_layers, slicreg.template, cfg)
+    explorer = AdamExplorer(slicreg, features, fixed, moving)
     first = (explorer.result, explorer.info.value)
     assert "avg(4) Dice" in first[1] and "folding" in first[1]
     explorer.alpha.value = 10.0

@@ -1,0 +1,381 @@
+"""Register your own scans: NIfTI files in, NIfTI files that other tools read out.
+
+:func:`register_scans` is what ``python -m slicreg_lite register`` runs:
+
+1. read the moving scan (and the fixed one for the teacher) in any orientation, voxel
+   size and field of view, with optional label maps;
+2. bring each onto the preset's grid (:func:`slicreg_lite.preprocessing.to_grid`) and
+   register there with :class:`~slicreg_lite.registration.SlicReg` (to the template of
+   the data source), :class:`~slicreg_lite.registration.RegressionBaseline` or
+   :class:`~slicreg_lite.registration.Teacher` (to any fixed scan);
+3. bring the result back onto the fixed scan's own grid, as stored in its file, and write:
+
+   ``warped.nii.gz``, ``warped_labels.nii.gz``
+       the moving scan (trilinear) and its labels (nearest neighbour) on the fixed grid;
+   ``displacement_itk.nii.gz``
+       the field in ITK's physical-space convention, which SimpleITK, ANTs and
+       3D Slicer read as a displacement field transform: at every fixed point ``p`` (mm)
+       the vector ``v(p)`` such that ``p + v(p)`` is the corresponding moving point, in
+       LPS coordinates (:func:`slicreg_lite.nifti.save_displacement_field`);
+   ``displacement_learn2reg.nii.gz``
+       the Learn2Reg format: shape (X, Y, Z, 3), float32, in voxels of the files as
+       stored: fixed voxel ``(i, j, k)`` corresponds to moving voxel
+       ``(i, j, k) + disp[i, j, k]``;
+   ``overlay.png``
+       the fixed scan with the moving organs before and after (outlines), or
+       checkerboards without labels;
+   ``report.json``
+       Dice per label (and avg(4) / avg(13) for the 13 BTCV organs), HD95 in mm,
+       std(log J), % folding, seconds per part.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from .config import Config, RunSettings, get_config
+from .subject import Subject
+
+PathLike = Union[str, os.PathLike]
+#: The registration methods of :func:`register_scans`.
+METHOD_NAMES = ("slicreg", "regression", "teacher")
+#: Voxels handled at a time when results are resampled onto the fixed grid.
+_CHUNK = 2_000_000
+
+
+@dataclass
+class ScanRegistration:
+    """What :func:`register_scans` computed (and wrote, when given a folder).
+
+    Attributes
+    ----------
+    warped_image : numpy.ndarray, shape of the fixed scan
+    warped_labels : numpy.ndarray or None
+    displacement : numpy.ndarray, shape (X, Y, Z, 3)
+        The Learn2Reg field: voxels of the stored files (moving minus fixed index).
+    fixed_affine : numpy.ndarray, shape (4, 4)
+        The fixed scan's voxel -> world matrix, as stored.
+    report : dict
+        The content of ``report.json``.
+    files : dict
+        Name -> path of every file written (empty without ``out``).
+    """
+
+    warped_image: np.ndarray
+    warped_labels: np.ndarray | None
+    displacement: np.ndarray
+    fixed_affine: np.ndarray
+    report: dict
+    files: dict = field(default_factory=dict)
+
+
+def read_scan(scan, labels=None, *, name: str = "moving") -> Subject:
+    """A scan as a :class:`~slicreg_lite.subject.Subject`, as stored (not reoriented).
+
+    Parameters
+    ----------
+    scan : str, os.PathLike, (array, affine) or Subject
+        A NIfTI file, or an array with its voxel -> world matrix.
+    labels : str, os.PathLike, array or None
+        A label map on the scan's grid (a file, or an array).
+    name : str
+        How error messages call it ("moving", "fixed").
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Naming the file or the argument: a missing or non-NIfTI file, not a 3D volume,
+        NaN intensities, labels of another shape or affine.
+    """
+    from .layouts import ScanFiles, read_subject
+    from .nifti import load_nifti
+
+    if isinstance(scan, Subject):
+        return scan if labels is None else Subject(scan.subject_id, scan.image,
+                                                   _label_array(labels, scan.affine, name),
+                                                   scan.affine)
+    if isinstance(scan, (str, os.PathLike)):
+        if labels is None or isinstance(labels, (str, os.PathLike)):
+            files = ScanFiles(Path(scan), None if labels is None else Path(labels))
+            return read_subject(name, files, canonical=False)
+        image, affine = load_nifti(scan, canonical=False)
+        return Subject(name, image, _label_array(labels, affine, name), affine)
+    if isinstance(scan, tuple) and len(scan) == 2:
+        image, affine = scan
+        return Subject(name, image, _label_array(labels, affine, name), affine)
+    raise ValueError(f"{name} must be a NIfTI path, an (array, affine) pair or a Subject; "
+                     f"got {type(scan).__name__}")
+
+
+def _label_array(labels, affine, name):
+    from .nifti import load_nifti
+
+    if labels is None or not isinstance(labels, (str, os.PathLike)):
+        return labels
+    array, label_affine = load_nifti(labels, canonical=False)
+    if not np.allclose(label_affine, affine, atol=1e-3):
+        raise ValueError(f"labels {str(labels)!r} must have the affine of the {name} scan")
+    return array
+
+
+def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
+                   method: str = "slicreg", out: PathLike | None = None,
+                   cfg: Config | None = None, data="phantom",
+                   run: RunSettings | None = None) -> ScanRegistration:
+    """Register a moving scan to a fixed one and bring the result onto the fixed grid.
+
+    Parameters
+    ----------
+    moving : str, os.PathLike, (array, affine) or Subject
+        The scan to register: any orientation, voxel size and size.
+    fixed : same kinds, optional
+        The fixed scan, for ``method="teacher"`` (required there). Slic-Reg and the
+        regression baseline register to the template of ``data``.
+    labels, fixed_labels : path or array, optional
+        Label maps of the moving and the fixed scan (for the warped labels and the scores;
+        the template's own labels serve as fixed labels when the data has them).
+    method : {"slicreg", "regression", "teacher"}
+    out : str or os.PathLike, optional
+        A folder for the files of the module docstring; nothing is written without it.
+    cfg : Config, optional
+        The preset (its grid and parameters); default ``get_config()``.
+    data : str or DataSource
+        The cohort whose template and networks Slic-Reg uses (``"phantom"``).
+    run : RunSettings, optional
+
+    Returns
+    -------
+    ScanRegistration
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        For bad input (named in the message), before anything is written; also when no
+        trained network exists for ``data`` (train it first: this function never trains).
+    """
+    if method not in METHOD_NAMES:
+        raise ValueError(f"method must be one of {list(METHOD_NAMES)}; got {method!r}")
+    if method == "teacher" and fixed is None:
+        raise ValueError("fixed: the teacher registers a pair of scans: give the fixed scan "
+                         "too (--fixed FIXED.nii.gz)")
+    if method != "teacher" and fixed is not None:
+        raise ValueError(f"fixed: {method} registers to the template of its data source "
+                         f"(--data); a fixed scan of your own needs --method teacher")
+    cfg = get_config() if cfg is None else cfg
+    run = RunSettings(progress=False) if run is None else run
+    out = None if out is None else Path(out)
+    created = out is not None and not out.exists()
+    if out is not None:
+        _check_writable(out)  # now, not after minutes of computing
+    try:
+        return _register(moving, fixed, labels, fixed_labels, method, out, cfg, data, run)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave nothing behind for a failed call
+        raise
+
+
+def _register(moving, fixed, labels, fixed_labels, method, out, cfg, data, run):
+    """The body of :func:`register_scans` (arguments checked)."""
+    from .metrics import jacobian_stats
+    from .preprocessing import to_grid
+    from .registration import RegressionBaseline, SlicReg, Teacher
+    from .sources import open_source
+    from .supervoxels import body_mask
+
+    timings = {}
+    start = time.perf_counter()
+    moving_scan = read_scan(moving, labels, name="moving")
+    if method == "teacher":
+        fixed_scan = read_scan(fixed, fixed_labels, name="fixed")
+        label_names = None
+    else:
+        from . import stages
+
+        source = open_source(data, cfg)
+        template_id = source.split.template_id
+        fixed_scan = stages.cohort(cfg, source, (template_id,), run=run)[template_id]
+        if fixed_labels is not None:
+            fixed_scan = read_scan(fixed_scan, fixed_labels, name="fixed")
+        label_names = source.label_names
+    moving_grid, fixed_grid = to_grid(moving_scan, cfg.grid), to_grid(fixed_scan, cfg.grid)
+    timings["reading and pre-processing"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if method == "teacher":
+        registration = Teacher(fixed_grid.image, cfg)
+    else:
+        kind = SlicReg if method == "slicreg" else RegressionBaseline
+        registration = kind.load(cfg, source, allow_training=False, run=run)
+    timings["loading the method"] = time.perf_counter() - start
+    result = registration.register(moving_grid.image)
+    timings["inference"] = result.timings["inference"]
+    timings["alignment"] = result.timings["alignment"]
+
+    start = time.perf_counter()
+    warped, warped_labels, voxel_field = _onto_fixed_grid(result.displacement, fixed_grid,
+                                                          moving_grid, fixed_scan, moving_scan)
+    timings["resampling onto the fixed grid"] = time.perf_counter() - start
+    jacobian = jacobian_stats(result.displacement, body_mask(fixed_grid.image))
+    report = {"method": method, "preset": cfg.name,
+              "data": None if method == "teacher" else source.spec,
+              "moving": _describe(moving), "fixed": _describe(fixed) if fixed is not None
+              else f"template #{template_id} of {source.spec}",
+              "std_log_jacobian": jacobian["std_log_jacobian"],
+              "percent_folding": jacobian["percent_folding"],
+              **_scores(warped_labels, fixed_scan, label_names), "seconds": timings}
+    registered = ScanRegistration(warped, warped_labels, voxel_field, fixed_scan.affine, report)
+    if out is not None:
+        start = time.perf_counter()
+        registered.files = _write(out, registered, fixed_scan, moving_scan)
+        timings["writing"] = time.perf_counter() - start
+        from .files import atomic_write_json
+
+        registered.files["report"] = atomic_write_json(out / "report.json", _json(report))
+    return registered
+
+
+def _check_writable(folder: Path) -> None:
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"out: cannot write into {str(folder)!r}: {error}") from error
+
+
+def _describe(scan) -> str:
+    if isinstance(scan, (str, os.PathLike)):
+        return str(scan)
+    return "an array" if not isinstance(scan, Subject) else f"subject {scan.subject_id!r}"
+
+
+def _onto_fixed_grid(displacement, fixed_grid: Subject, moving_grid: Subject,
+                     fixed_scan: Subject, moving_scan: Subject):
+    """The warped moving scan and labels on the fixed scan's stored grid, and the
+    Learn2Reg field (moving stored voxel minus fixed stored voxel)."""
+    from .spatial import identity_grid, map_points, sample, voxel_to_world, world_to_voxel
+
+    shape = fixed_scan.shape
+    index = identity_grid(shape, dtype=np.float64).reshape(3, -1)
+    target = np.empty_like(index)
+    for begin in range(0, index.shape[1], _CHUNK):
+        chunk = index[:, begin:begin + _CHUNK]
+        world = map_points(displacement, fixed_grid.affine, moving_grid.affine,
+                           voxel_to_world(fixed_scan.affine, chunk))
+        target[:, begin:begin + _CHUNK] = world_to_voxel(moving_scan.affine, world)
+    coords = target.reshape(3, *shape).astype(np.float32)
+    warped = sample(moving_scan.image, coords, fill=-1000.0)
+    warped_labels = None if moving_scan.labels is None else \
+        sample(moving_scan.labels, coords, mode="nearest")
+    voxel_field = np.moveaxis((target - index).reshape(3, *shape), 0, -1).astype(np.float32)
+    return warped, warped_labels, voxel_field
+
+
+def _scores(warped_labels, fixed_scan: Subject, label_names) -> dict:
+    """Dice and HD95 per label (and avg(4) / avg(13) for the BTCV organs)."""
+    from .metrics import BTCV_LABELS, DiceTable, dice_per_label, hd95_per_label, is_btcv
+
+    if warped_labels is None or fixed_scan.labels is None:
+        return {"dice": None, "hd95_mm": None,
+                "note": "not scored: both the moving and the fixed labels are needed"}
+    values = sorted(set(np.unique(fixed_scan.labels)) - {0})
+    if label_names is None:  # name the labels: the BTCV organs when they fit
+        label_names = dict(BTCV_LABELS) if set(values) <= set(BTCV_LABELS) else \
+            {int(v): f"label {int(v)}" for v in values}
+    numbers = list(label_names)
+    dice = dice_per_label(warped_labels, fixed_scan.labels, numbers)
+    hd95 = hd95_per_label(warped_labels, fixed_scan.labels, fixed_scan.spacing, numbers)
+    scores = {"dice": dict(zip(label_names.values(), dice.tolist())),
+              "hd95_mm": dict(zip(label_names.values(), hd95.tolist()))}
+    if is_btcv(label_names):
+        table = DiceTable(label_names=label_names)
+        table.add("registration", "moving", dice)
+        scores["avg(4)"] = table.column("registration", "avg(4)")[0] / 100
+        scores["avg(13)"] = table.column("registration", "avg(13)")[0] / 100
+    return scores
+
+
+def _json(value):
+    """NaN and inf become None: report.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _write(out: Path, registered: ScanRegistration, fixed_scan: Subject,
+           moving_scan: Subject) -> dict:
+    """Write the NIfTI files and the overlay; return name -> path."""
+    from .nifti import save_displacement_field, save_nifti
+
+    files = {"warped": save_nifti(out / "warped.nii.gz", registered.warped_image,
+                                  fixed_scan.affine)}
+    if registered.warped_labels is not None:
+        files["warped_labels"] = save_nifti(out / "warped_labels.nii.gz",
+                                            registered.warped_labels, fixed_scan.affine)
+    voxel_field = np.moveaxis(registered.displacement, -1, 0)
+    files["displacement_itk"] = save_displacement_field(
+        out / "displacement_itk.nii.gz", voxel_field, fixed_scan.affine, moving_scan.affine)
+    files["displacement_learn2reg"] = save_nifti(out / "displacement_learn2reg.nii.gz",
+                                                 registered.displacement, fixed_scan.affine)
+    files["overlay"] = _overlay(out / "overlay.png", registered, fixed_scan, moving_scan)
+    return files
+
+
+def _overlay(path: Path, registered: ScanRegistration, fixed_scan: Subject,
+             moving_scan: Subject) -> Path:
+    """The fixed scan with the moving scan before (placed by world coordinates alone) and
+    after registration: organ outlines when there are labels, else checkerboards."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_write
+    from .nifti import to_ras
+    from .spatial import sample, voxel_to_world, world_to_voxel
+    from .viz import overlay_contours, show_checkerboard, show_slice, view_slice
+
+    # "before": the moving scan at the same world positions, no registration
+    shape = fixed_scan.shape
+    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape],
+                                 indexing="ij")).reshape(3, -1)
+    coords = world_to_voxel(moving_scan.affine, voxel_to_world(fixed_scan.affine, index))
+    coords = coords.reshape(3, *shape).astype(np.float32)
+    before_image = sample(moving_scan.image, coords, fill=-1000.0)
+    before_labels = None if moving_scan.labels is None else \
+        sample(moving_scan.labels, coords, mode="nearest")
+
+    def ras(volume):  # figures read RAS+ arrays: the radiological view of viz
+        return None if volume is None else to_ras(volume, fixed_scan.affine)[0]
+
+    fixed_image, fixed_labels = ras(fixed_scan.image), ras(fixed_scan.labels)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 5))
+    labelled = fixed_labels is not None and before_labels is not None
+    index = int(np.argwhere(fixed_labels > 0)[:, 1].mean()) if labelled and \
+        fixed_labels.any() else fixed_image.shape[1] // 2
+    for ax, (name, image, labels) in zip(axes, [
+            ("before", ras(before_image), ras(before_labels)),
+            ("after", ras(registered.warped_image), ras(registered.warped_labels))]):
+        if labelled:
+            show_slice(fixed_image, axis=1, index=index, ax=ax,
+                       title=f"{name}: fixed (solid), moving (dashed)")
+            overlay_contours(ax, view_slice(fixed_labels, 1, index))
+            overlay_contours(ax, view_slice(labels, 1, index), linestyle="dashed")
+        else:
+            show_checkerboard(fixed_image, image, axis=1, index=index, ax=ax,
+                              title=f"{name}: fixed / moving")
+    figure.tight_layout()
+    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
+    plt.close(figure)
+    return path
