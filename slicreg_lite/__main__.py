@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import PRESET_NAMES, RunSettings, get_config
+from .layouts import LAYOUTS
 
 
 def _writable_folder(folder: Path) -> str | None:
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(imagesTr/, labelsTr/, dataset.json) or folder (images/, labels/, "
                     "split.json).")
     export.add_argument("dest", type=Path, help="destination folder")
-    export.add_argument("--layout", default="bcv", choices=("bcv", "learn2reg", "folder"))
+    export.add_argument("--layout", default="bcv", choices=LAYOUTS)
     export.set_defaults(handler=_export)
     return parser
 

@@ -74,8 +74,6 @@ PathLike = Union[str, os.PathLike]
 
 #: The kinds of data source and the form of their strings.
 SOURCE_FORMS = ("phantom", "bcv:PATH", "learn2reg:PATH", "folder:PATH")
-#: Environment variable a notebook reads to choose its data (the default is the phantom).
-DATA_ENV = "SLICREG_DATA"
 #: Bump when reading or pre-processing real scans changes its results.
 READER_VERSION = 1
 
