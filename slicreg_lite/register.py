@@ -258,26 +258,50 @@ def _describe(scan) -> str:
     return "an array" if not isinstance(scan, Subject) else f"subject {scan.subject_id!r}"
 
 
+def _moving_voxels(fixed_scan: Subject, moving_scan: Subject, displacement=None,
+                   fixed_grid: Subject | None = None, moving_grid: Subject | None = None):
+    """For every voxel of the fixed scan's stored grid, the moving stored voxel it shows.
+
+    Through a field on the preset's grids (``displacement`` between ``fixed_grid`` and
+    ``moving_grid``), or, without one, by world position alone (no registration).
+
+    Returns
+    -------
+    index, target : numpy.ndarray, shape (3, N)
+        Fixed voxel coordinates and the corresponding moving voxel coordinates.
+    """
+    from .spatial import identity_grid, map_points, voxel_to_world, world_to_voxel
+
+    index = identity_grid(fixed_scan.shape, dtype=np.float64).reshape(3, -1)
+    target = np.empty_like(index)
+    for begin in range(0, index.shape[1], _CHUNK):
+        world = voxel_to_world(fixed_scan.affine, index[:, begin:begin + _CHUNK])
+        if displacement is not None:
+            world = map_points(displacement, fixed_grid.affine, moving_grid.affine, world)
+        target[:, begin:begin + _CHUNK] = world_to_voxel(moving_scan.affine, world)
+    return index, target
+
+
+def _resample_moving(moving_scan: Subject, target: np.ndarray, shape):
+    """The moving image (trilinear, -1000 HU outside) and labels (nearest) at ``target``."""
+    from .spatial import sample
+
+    coords = target.reshape(3, *shape).astype(np.float32)
+    image = sample(moving_scan.image, coords, fill=-1000.0)
+    labels = None if moving_scan.labels is None else \
+        sample(moving_scan.labels, coords, mode="nearest")
+    return image, labels
+
+
 def _onto_fixed_grid(displacement, fixed_grid: Subject, moving_grid: Subject,
                      fixed_scan: Subject, moving_scan: Subject):
     """The warped moving scan and labels on the fixed scan's stored grid, and the
     Learn2Reg field (moving stored voxel minus fixed stored voxel)."""
-    from .spatial import identity_grid, map_points, sample, voxel_to_world, world_to_voxel
-
-    shape = fixed_scan.shape
-    index = identity_grid(shape, dtype=np.float64).reshape(3, -1)
-    target = np.empty_like(index)
-    for begin in range(0, index.shape[1], _CHUNK):
-        chunk = index[:, begin:begin + _CHUNK]
-        world = map_points(displacement, fixed_grid.affine, moving_grid.affine,
-                           voxel_to_world(fixed_scan.affine, chunk))
-        target[:, begin:begin + _CHUNK] = world_to_voxel(moving_scan.affine, world)
-    coords = target.reshape(3, *shape).astype(np.float32)
-    warped = sample(moving_scan.image, coords, fill=-1000.0)
-    warped_labels = None if moving_scan.labels is None else \
-        sample(moving_scan.labels, coords, mode="nearest")
-    voxel_field = np.moveaxis((target - index).reshape(3, *shape), 0, -1).astype(np.float32)
-    return warped, warped_labels, voxel_field
+    index, target = _moving_voxels(fixed_scan, moving_scan, displacement, fixed_grid,
+                                   moving_grid)
+    warped, warped_labels = _resample_moving(moving_scan, target, fixed_scan.shape)
+    voxel_field = np.moveaxis((target - index).reshape(3, *fixed_scan.shape), 0, -1)
+    return warped, warped_labels, voxel_field.astype(np.float32)
 
 
 def _scores(warped_labels, fixed_scan: Subject, label_names) -> dict:
@@ -343,18 +367,11 @@ def _overlay(path: Path, registered: ScanRegistration, fixed_scan: Subject,
 
     from .files import atomic_write
     from .nifti import to_ras
-    from .spatial import sample, voxel_to_world, world_to_voxel
     from .viz import overlay_contours, show_checkerboard, show_slice, view_slice
 
     # "before": the moving scan at the same world positions, no registration
-    shape = fixed_scan.shape
-    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape],
-                                 indexing="ij")).reshape(3, -1)
-    coords = world_to_voxel(moving_scan.affine, voxel_to_world(fixed_scan.affine, index))
-    coords = coords.reshape(3, *shape).astype(np.float32)
-    before_image = sample(moving_scan.image, coords, fill=-1000.0)
-    before_labels = None if moving_scan.labels is None else \
-        sample(moving_scan.labels, coords, mode="nearest")
+    _, target = _moving_voxels(fixed_scan, moving_scan)
+    before_image, before_labels = _resample_moving(moving_scan, target, fixed_scan.shape)
 
     def ras(volume):  # figures read RAS+ arrays: the radiological view of viz
         return None if volume is None else to_ras(volume, fixed_scan.affine)[0]
