@@ -163,11 +163,6 @@ class DataSource:
 
         return self.label_names is not None and is_btcv(self.label_names)
 
-    @property
-    def has_labels(self) -> bool:
-        """Whether any scan has a label map (the phantom's always have)."""
-        return self.kind == "phantom" or any(f.label is not None for f in self.files.values())
-
     def load(self, subject_id: SubjectId) -> Subject:
         """One scan on the preset's grid (reoriented, resampled, cropped or padded).
 

@@ -194,7 +194,7 @@ def _write_folder(root, names, *, labels=True, shape=SHAPE, affine=AFFINE):
 def test_open_source_phantom_is_the_default_cohort():
     data = open_source("phantom", SMOKE)
     assert data.kind == "phantom" and data.spec == "phantom" and data.label == "phantom"
-    assert data.split == SMOKE.split and data.is_btcv and data.has_labels
+    assert data.split == SMOKE.split and data.is_btcv
     assert data.identity["phantom"]["seed"] == SMOKE.phantom.seed
     assert open_source(data, SMOKE) is data
     again = open_source(data, get_config("lite"))  # another preset: opened for it
@@ -208,7 +208,7 @@ def test_folder_default_split_and_string_ids(tmp_path):
     assert data.split.template_id == "case_a"
     assert data.split.test_ids == ("case_a", "case_f", "case_g")
     assert data.split.train_ids == ("case_b", "case_c", "case_d", "case_e")
-    assert data.label_names is None and not data.is_btcv and data.has_labels
+    assert data.label_names is None and not data.is_btcv
     assert data.names_for([0, 3, 1]) == {1: "label 1", 3: "label 3"}
     scan = data.load("case_f")
     assert scan.subject_id == "case_f" and scan.shape == SMOKE.grid.shape
