@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 
@@ -200,3 +200,40 @@ def test_bad_input(fixed, moving, message):
 def test_bad_config_type():
     with pytest.raises(TypeError, match="TeacherConfig"):
         register(np.zeros((8, 8, 8)), np.zeros((8, 8, 8)), SMOKE.phantom)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), side=st.sampled_from([(1, 2, 3), (3, 3, 3), (5, 5, 5)]),
+       weight=st.floats(0.01, 5.0))
+def test_compiled_belief_propagation_equals_the_numpy_reference(seed, side, weight):
+    from slicreg_lite.teacher.compiled import tree_belief_propagation_compiled
+
+    rng = np.random.default_rng(seed)
+    image = torch.from_numpy(rng.normal(size=(20, 18, 22)).astype(np.float32))
+    points, grid_shape = D.control_points(image.shape, 3)
+    order, parents = D.minimum_spanning_tree(image, points, grid_shape, 3)
+    unary = rng.normal(0, 3, (len(points), int(np.prod(side)))).astype(np.float32)
+    expected = D.tree_belief_propagation(unary, order, parents, side, weight)
+    found = tree_belief_propagation_compiled(unary, order, parents, side, weight)
+    assert np.array_equal(found, expected)  # the same arithmetic: identical labels
+
+
+def test_compiled_belief_propagation_on_a_small_tree_equals_brute_force():
+    from slicreg_lite.teacher.compiled import tree_belief_propagation_compiled
+
+    rng = np.random.default_rng(3)
+    parents, order = np.array([-1, 0, 0, 1, 1, 2, 5]), np.arange(7)
+    label_shape = (3, 1, 2)
+    unary = rng.normal(0, 2, (7, 6))
+    grid = np.stack(np.meshgrid(*[np.arange(r) for r in label_shape], indexing="ij"),
+                    -1).reshape(-1, 3)
+
+    def energy(labels):
+        return sum(unary[p, labels[p]] for p in range(7)) + sum(
+            1.3 * ((grid[labels[p]] - grid[labels[parents[p]]]) ** 2).sum() for p in range(1, 7))
+
+    best = min(itertools.product(range(6), repeat=7), key=energy)
+    found = tree_belief_propagation_compiled(unary, order, parents, label_shape, 1.3)
+    assert tuple(found) == best
+    with pytest.raises(ValueError, match="label_shape"):
+        tree_belief_propagation_compiled(unary, order, parents, (2, 2, 2), 1.3)
