@@ -111,13 +111,17 @@ plt.show()
 
 # %% [markdown]
 # ## How a phantom subject is made
-# 1. **Canonical anatomy**: organs, vessels, spine, ribs, bowel and body wall are simple
-#    shapes (ellipsoids, tubes along curves) in a patient frame in mm. Each subject
-#    moves, resizes and reshapes every organ a little.
-# 2. **Pose and body shape**: the patient lies in the scanner with a different body size
+# 1. **One canonical anatomy**: organs, vessels, spine, ribs and body wall are simple
+#    shapes (ellipsoids, tubes along curves) in a patient frame in mm, the same for
+#    every subject.
+# 2. **Each subject is a smooth deformation of it**: every organ (or group of organs
+#    that sit together) is moved, resized and reshaped by a displacement that fades out
+#    around it; then the patient lies in the scanner with a different body size
 #    (anisotropic scaling 0.85-1.15), a rotation of a few degrees, a translation of
 #    10-20 mm, a shifted field of view along the body axis, and a smooth random
-#    nonlinear deformation.
+#    nonlinear deformation. Because all of it is one invertible map, the phantom knows
+#    the *true* correspondence between any two subjects (notebook 05 measures against
+#    it). Bowel loops and gas differ freely, as between real patients.
 # 3. **Intensities** in Hounsfield units: every tissue has its typical value (fat -100,
 #    liver about 100, enhanced kidney cortex about 185, bone several hundred, gas -950);
 #    each subject gets its own amount of contrast agent and a smooth intensity shift;

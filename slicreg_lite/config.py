@@ -90,8 +90,9 @@ class PhantomConfig:
     rotation_deg: float = 5.0  # std of each Euler angle, clipped at 2 std
     translation_mm: tuple[float, float] = (10.0, 20.0)  # length of the pose translation
     fov_shift_mm: float = 50.0  # uniform cranio-caudal shift of the field of view, +-
-    organ_shift_mm: float = 5.0  # std of each organ's own displacement
-    organ_scale_jitter: float = 0.08  # std of each organ's relative size change
+    organ_shift_mm: float = 5.0  # std of each organ group's own displacement
+    organ_scale_jitter: float = 0.08  # std of each organ group's relative size change
+    organ_shape_mm: float = 2.0  # std of each organ group's smooth shape change
     deformation_mm: float = 6.0  # std of the smooth random nonlinear deformation
     deformation_spacing_mm: float = 90.0  # control-point spacing of that deformation
     # Intensities (Hounsfield units).

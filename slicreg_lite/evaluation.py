@@ -2,8 +2,10 @@
 
 :func:`evaluate` registers each test scan to the template with every method (no
 registration, the teacher, and Slic-Reg and the regression baseline with DeepLab and UNet
-networks), warps the scan's organ labels onto the template and measures Dice, the
-smoothness and folding of the field, and the time. :func:`findings` turns the table into
+networks), warps the scan's organ labels onto the template and measures Dice, HD95, the
+smoothness and folding of the field, and the time. On the phantom, whose true
+correspondence is known, it also measures the target registration error at anatomical
+landmarks and the endpoint error of the field inside the body. :func:`findings` turns the table into
 the paper's comparisons, :func:`write_results` writes ``table.md``, ``results.json``, the
 figures and the Slic-Reg displacement fields.
 
@@ -41,6 +43,14 @@ INITIAL = "initial, not registered"
 #: Columns after the Dice columns. HD95 is averaged over the organs of the summary
 #: column (the four large organs for the BTCV labels, else every label).
 EXTRA_COLUMNS = ("HD95 mm", "std(log J)", "% J<=0", "inference s", "alignment s")
+#: Columns of the ground truth (the phantom only), after HD95: target registration error
+#: at the landmarks (mean and 95th percentile over every landmark of every subject) and
+#: the mean endpoint error inside the template's body, where the moving scan shows the
+#: true partner.
+TRUTH_COLUMNS = ("TRE mm", "TRE95 mm", "EPE mm")
+TRUTH_NOTE = ("TRE (mm, mean and 95th percentile) at the phantom's anatomical landmarks and "
+              "EPE (mm, mean endpoint error inside the template's body, where the moving "
+              "scan shows the true partner) against its true correspondence; ")
 RESULTS_SCHEMA = "slicreg_lite.results/1"
 #: What the Dice cells of a row say when there were no labels to score it.
 NOT_SCORED = "no labels"
@@ -77,6 +87,13 @@ class Evaluation:
         voxel size of HD95.
     hd95 : dict
         ``method -> {subject_id: HD95 per label (mm)}``, like the Dice scores.
+    correspondence : dict
+        ``method -> {subject_id: {"tre": TRE per landmark (mm), "epe": mean endpoint
+        error (mm) in the template's body where the moving scan shows the true partner}}``:
+        only where the true correspondence is known (the phantom).
+    landmarks : dict
+        ``subject_id -> [names]`` of the landmarks the TRE was measured at (the phantom's
+        landmarks inside both fields of view).
     """
 
     dice: DiceTable
@@ -89,15 +106,18 @@ class Evaluation:
     fields: dict = field(default_factory=dict)
     template_affine: np.ndarray | None = None
     hd95: dict = field(default_factory=dict)
+    correspondence: dict = field(default_factory=dict)
+    landmarks: dict = field(default_factory=dict)
 
     def add(self, method: str, subject_id, warped, template_labels, displacement=None,
             body=None, inference: float | None = None,
-            alignment: float | None = None) -> None:
+            alignment: float | None = None, truth=None) -> None:
         """Record one registration (``displacement`` None: no registration).
 
         ``warped`` (the moving labels on the template's grid) or ``template_labels`` may be
         None when there are no labels: the registration is then timed and its field
-        measured, but not scored.
+        measured, but not scored. ``truth`` (a :class:`~slicreg_lite.phantom.GroundTruth`)
+        adds the target registration error and the endpoint error inside ``body``.
         """
         from .metrics import hd95_per_label, jacobian_stats
 
@@ -112,6 +132,8 @@ class Evaluation:
             self.hd95.setdefault(method, {})[subject_id] = hd95_per_label(
                 warped, template_labels, spacing, self.dice.labels)
             self.warped.setdefault(method, {})[subject_id] = warped
+        if truth is not None:
+            self._add_correspondence(method, subject_id, displacement, truth, body)
         stats = self.deformation.setdefault(method, {"std_log_jacobian": [],
                                                      "percent_folding": []})
         if displacement is not None:
@@ -124,6 +146,32 @@ class Evaluation:
         if alignment is not None:
             times["alignment"].append(alignment)
 
+    def _add_correspondence(self, method, subject_id, displacement, truth, body) -> None:
+        from .metrics import endpoint_error_map, target_registration_error
+
+        spacing = np.linalg.norm(np.asarray(self.template_affine)[:3, :3], axis=0)
+        if displacement is None:  # no registration: the identity
+            displacement = np.zeros_like(truth.displacement)
+        error = endpoint_error_map(displacement, truth.displacement, spacing)
+        # only where the moving scan shows the true partner: beyond its field of view no
+        # registration can know where a point went
+        visible = truth.visible if body is None else truth.visible & body
+        self.correspondence.setdefault(method, {})[subject_id] = {
+            "tre": target_registration_error(displacement, truth.fixed_points,
+                                             truth.moving_points, spacing),
+            "epe": float(error[visible].mean())}
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether the true correspondence was known (the phantom)."""
+        return bool(self.correspondence)
+
+    @property
+    def extra_columns(self) -> tuple[str, ...]:
+        """The columns after the Dice: HD95, the ground truth's (when known), the rest."""
+        return (EXTRA_COLUMNS[:1] + (TRUTH_COLUMNS if self.has_truth else ())
+                + EXTRA_COLUMNS[1:])
+
     @property
     def summary_column(self) -> str:
         """The column the findings compare: avg(4) for BTCV, else the mean of all labels."""
@@ -135,7 +183,12 @@ class Evaluation:
             return float(np.mean(values)) if len(values) else float("nan")
 
         stats, times = self.deformation[method], self.seconds[method]
+        subjects = self.correspondence.get(method, {}).values()
+        tre = np.concatenate([s["tre"] for s in subjects]) if subjects else np.array([])
         return {"HD95 mm": self.mean_hd95(method),
+                "TRE mm": mean(tre),
+                "TRE95 mm": float(np.percentile(tre, 95)) if tre.size else float("nan"),
+                "EPE mm": mean([s["epe"] for s in subjects]),
                 "std(log J)": mean(stats["std_log_jacobian"]),
                 "% J<=0": mean(stats["percent_folding"]),
                 "inference s": mean(times["inference"]),
@@ -164,17 +217,18 @@ class Evaluation:
         columns = self.dice.columns
         scored = [m for m in self.methods if m in self.dice.methods]
         dice_rows = dict(zip(scored, self.dice.to_markdown(columns, scored).splitlines()[2:]))
-        formats = {"HD95 mm": "{:.1f}", "std(log J)": "{:.3f}", "% J<=0": "{:.2f}",
-                   "inference s": "{:.2f}",
-                   "alignment s": "{:.2f}"}
-        lines = ["| method | " + " | ".join((*columns, *EXTRA_COLUMNS)) + " |",
-                 "|" + "---|" * (1 + len(columns) + len(EXTRA_COLUMNS))]
+        formats = {"HD95 mm": "{:.1f}", "TRE mm": "{:.1f}", "TRE95 mm": "{:.1f}",
+                   "EPE mm": "{:.1f}", "std(log J)": "{:.3f}", "% J<=0": "{:.2f}",
+                   "inference s": "{:.2f}", "alignment s": "{:.2f}"}
+        extra = self.extra_columns
+        lines = ["| method | " + " | ".join((*columns, *extra)) + " |",
+                 "|" + "---|" * (1 + len(columns) + len(extra))]
         for method in self.methods:
             row = dice_rows.get(method, f"| {method} | " + " | ".join([NOT_SCORED] * len(columns))
                                 + " |")
             values = self.extra(method)
             cells = ["-" if np.isnan(values[c]) else formats[c].format(values[c])
-                     for c in EXTRA_COLUMNS]
+                     for c in extra]
             lines.append(row + " " + " | ".join(cells) + " |")
         notes = self.scoring_notes()
         return "\n".join(lines + ([""] + notes if notes else []))
@@ -200,8 +254,12 @@ class Evaluation:
         "hd95_per_subject": {id: [mm or null per label]}, "unscored_subjects": [...],
         "std_log_jacobian": float|null, "percent_folding": float|null,
         "max_percent_folding": float|null, "inference_seconds": float|null,
-        "alignment_seconds": float|null}}, **extra}``. Dice values are percentages,
-        per-subject scores fractions (as :func:`~slicreg_lite.metrics.dice_per_label`).
+        "alignment_seconds": float|null, "tre_mm": float|null, "tre95_mm": float|null,
+        "epe_mm": float|null, "tre_per_subject": {id: [mm per landmark]},
+        "epe_per_subject": {id: mm}}}, "landmarks": {id: [names]}, **extra}``. Dice values
+        are percentages, per-subject scores fractions (as
+        :func:`~slicreg_lite.metrics.dice_per_label`); the ground truth's values are null
+        where the true correspondence is unknown (any data but the phantom).
         """
         def number(value):
             return None if value is None or not np.isfinite(value) else float(value)
@@ -224,13 +282,22 @@ class Evaluation:
                 "max_percent_folding": number(max(folding)) if folding else None,
                 "inference_seconds": number(values["inference s"]),
                 "alignment_seconds": number(values["alignment s"]),
+                "tre_mm": number(values["TRE mm"]),
+                "tre95_mm": number(values["TRE95 mm"]),
+                "epe_mm": number(values["EPE mm"]),
+                "tre_per_subject": {str(i): [float(v) for v in s["tre"]] for i, s in
+                                    self.correspondence.get(method, {}).items()},
+                "epe_per_subject": {str(i): s["epe"] for i, s in
+                                    self.correspondence.get(method, {}).items()},
             }
         data = open_source(data, cfg)
         return {"schema": RESULTS_SCHEMA, "preset": cfg.name, "package_version": __version__,
                 "data": data.spec, "template_id": data.split.template_id,
                 "subject_ids": list(self.subject_ids), "columns": list(self.dice.columns),
                 "labels": {str(n): name for n, name in self.dice.label_names.items()},
-                "methods": methods, **extra}
+                "methods": methods,
+                "landmarks": {str(i): list(names) for i, names in self.landmarks.items()},
+                **extra}
 
 
 def evaluate(cfg: Config, data="phantom", methods=None, *,
@@ -274,11 +341,14 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
     body = body_mask(template.image)
     result = Evaluation(DiceTable(label_names=stages.label_set(data, template)),
                         subject_ids=ids, template_affine=template.affine)
+    truth = _ground_truths(cfg, data, ids)
+    result.landmarks = {i: truth[i].landmark_names for i in truth}
     for method in methods:
         kind = METHODS[method]
         if kind is None:
             for i in ids:
-                result.add(method, i, subjects[i].labels, fixed_labels)
+                result.add(method, i, subjects[i].labels, fixed_labels, body=body,
+                           truth=truth.get(i))
             continue
         if kind == "teacher":
             # the same registration as Teacher.register, cached per subject
@@ -288,7 +358,7 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
                 warped = None if subjects[i].labels is None else \
                     warp_labels(subjects[i].labels, field)
                 result.add(method, i, warped, fixed_labels, field, body,
-                           alignment=direct[i].timings["total"])
+                           alignment=direct[i].timings["total"], truth=truth.get(i))
             continue
         backbone, head = kind
         registration = (SlicReg if head == "slic" else RegressionBaseline).load(
@@ -299,10 +369,20 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
             result.add(method, i, registered.warped_labels, fixed_labels,
                        registered.displacement, body,
                        inference=registered.timings["inference"],
-                       alignment=registered.timings["alignment"])
+                       alignment=registered.timings["alignment"], truth=truth.get(i))
             if method == SLIC_REG:
                 result.fields[i] = (registered.displacement, moving.affine)
     return result
+
+
+def _ground_truths(cfg: Config, data: DataSource, ids) -> dict:
+    """``subject_id -> GroundTruth`` to the template on the phantom; empty for real scans,
+    whose true correspondence nobody knows."""
+    if data.kind != "phantom":
+        return {}
+    from .phantom import ground_truth
+
+    return {i: ground_truth(data.split.template_id, i, data.phantom, data.grid) for i in ids}
 
 
 def findings(evaluation: Evaluation) -> list[str]:
@@ -341,6 +421,14 @@ def findings(evaluation: Evaluation) -> list[str]:
     if both(SLIC_REG, "3D UNet + Slic + Adam"):
         lines.append(f"DeepLab vs UNet (both Slic + Adam): "
                      f"{average[SLIC_REG] - average['3D UNet + Slic + Adam']:+.1f} points.")
+    if evaluation.has_truth and all(m in registered for m in (INITIAL, TEACHER, SLIC_REG)):
+        tre = {m: evaluation.extra(m)["TRE mm"] for m in (INITIAL, TEACHER, SLIC_REG)}
+        epe = {m: evaluation.extra(m)["EPE mm"] for m in (TEACHER, SLIC_REG)}
+        lines.append(f"Against the phantom's true correspondence, Slic-Reg leaves its landmarks "
+                     f"{tre[SLIC_REG]:.1f} mm from their true positions (teacher "
+                     f"{tre[TEACHER]:.1f} mm, before registration {tre[INITIAL]:.1f} mm); "
+                     f"its field is {epe[SLIC_REG]:.1f} mm from the true one inside the body "
+                     f"on average (teacher {epe[TEACHER]:.1f} mm).")
     if SLIC_REG in registered:
         folding = evaluation.deformation[SLIC_REG]["percent_folding"]
         lines.append(f"Slic-Reg folds {np.mean(folding):.2f}% of the body's voxels on "
@@ -404,7 +492,8 @@ def write_results(cfg: Config, data, evaluation: Evaluation, folder: Path,
             f"Dice (%) of the {len(evaluation.subject_ids)} test subjects registered to "
             f"template #{template_id}, mean +- std (averages over all subject-organ pairs, "
             "as in the paper); HD95 (mm) averaged over the organs of the summary column; "
-            "std(log J) and % J<=0 inside the template's body; seconds per "
+            + (TRUTH_NOTE if evaluation.has_truth else "")
+            + "std(log J) and % J<=0 inside the template's body; seconds per "
             "registration.\n\n"
             + evaluation.to_markdown() + "\n\n"
             + "\n".join(f"- {line}" for line in findings(evaluation)) + "\n")

@@ -675,6 +675,56 @@ def show_deformation_grid(displacement, *, axis: int = 2, index: int | None = No
 
 
 # ---------------------------------------------------------------------------- extras
+def show_error_map(image, error_mm, labels=None, *, axis: int = 2, index: int | None = None,
+                   ax=None, vmax: float | None = None, mask=None, title: str | None = None):
+    """A CT slice in grey with a per-voxel error (mm) in colour and the organs outlined.
+
+    For the endpoint error against the phantom's true field
+    (:func:`slicreg_lite.metrics.endpoint_error_map`), or any other map in mm.
+
+    Parameters
+    ----------
+    image : array_like, shape (D, H, W)
+        CT in HU (RAS+).
+    error_mm : array_like, shape (D, H, W)
+        The error at every voxel, in mm.
+    labels : array_like, shape (D, H, W), optional
+        Organ labels (``0..13``) to outline.
+    axis, index : int
+        The slice (see :func:`view_slice`).
+    ax : matplotlib.axes.Axes, optional
+    vmax : float, optional
+        The error shown in the brightest colour; the 99th percentile by default.
+    mask : array_like of bool, shape (D, H, W), optional
+        Colour the error only here (e.g. the body).
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With a colour bar in mm.
+    """
+    image = check_volume(image, "image", finite=False)
+    error = check_volume(error_mm, "error_mm")
+    if error.shape != image.shape:
+        raise ValueError(f"error_mm must have the image's shape {image.shape}; got {error.shape}")
+    axis = _check_axis(axis)
+    index = _check_index(index, image.shape[axis])
+    ax = show_slice(image, axis=axis, index=index, ax=ax, title=title)
+    shown = np.ma.masked_array(view_slice(error, axis, index))
+    if mask is not None:
+        mask = check_volume(np.asarray(mask, bool), "mask")
+        shown.mask = ~view_slice(mask, axis, index).astype(bool)
+    vmax = float(np.percentile(error, 99)) if vmax is None else float(vmax)
+    drawn = ax.imshow(shown, cmap="magma", vmin=0, vmax=max(vmax, 1e-6), alpha=0.75,
+                      origin="upper", interpolation="nearest")
+    ax.figure.colorbar(drawn, ax=ax, fraction=0.046, pad=0.04, label="error (mm)")
+    if labels is not None:
+        labels = check_labels(labels, image.shape, "labels")
+        overlay_contours(ax, view_slice(labels, axis, index), linewidth=1.0)
+    return ax
+
+
 def overlay_contours(ax, labels_2d, *, labels: Sequence[int] | None = None,
                      linewidth: float = 1.0, linestyle: str = "solid"):
     """Draw the outline of each organ of a 2D label slice, in its label colour.

@@ -58,7 +58,7 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
     header = next(line for line in printed.splitlines() if line.startswith("| method |"))
     columns = [c.strip() for c in header.strip("|").split("|")][1:]
     assert columns == ["spleen", "r.kidney", "l.kidney", "liver", "avg(4)", "avg(13)",
-                       *evaluation.EXTRA_COLUMNS]
+                       "HD95 mm", *evaluation.TRUTH_COLUMNS, *evaluation.EXTRA_COLUMNS[1:]]
     rows = table_rows(printed)
     assert list(rows) == list(evaluation.METHODS)
     for method, cells in rows.items():
@@ -69,6 +69,10 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
         # HD95 in mm: every scored row has one, at most the volume's diagonal (a missed organ)
         diagonal = np.linalg.norm((np.array(SMOKE.grid.shape) - 1) * SMOKE.grid.spacing_mm)
         assert 0 <= float(cells[6]) <= diagonal + 0.05  # the cell is rounded to 0.1 mm
+        # the phantom's ground truth: TRE, its 95th percentile, EPE for every row
+        tre, tre95, epe = (float(c) for c in cells[7:10])
+        assert 0 < tre <= tre95 and 0 < epe
+        cells = cells[:7] + cells[10:]
         for cell in cells[7:9]:  # deformation: every registration has one
             assert (cell != "-") == registered
             if registered:
@@ -92,7 +96,11 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
         assert set(entry) == {"dice", "dice_per_subject", "hd95_mm", "hd95_per_subject",
                               "unscored_subjects", "std_log_jacobian", "percent_folding",
                               "max_percent_folding", "inference_seconds",
-                              "alignment_seconds"}
+                              "alignment_seconds", "tre_mm", "tre95_mm", "epe_mm",
+                              "tre_per_subject", "epe_per_subject"}
+        assert all(len(entry["tre_per_subject"][str(i)]) == len(results["landmarks"][str(i)])
+                   > 5 for i in SMOKE.split.evaluation_ids)
+        assert entry["tre_mm"] > 0 and entry["epe_mm"] > 0
         assert entry["hd95_mm"] > 0 and all(len(row) == 13 for row in
                                             entry["hd95_per_subject"].values())
         assert set(entry["dice"]) == set(columns[:6]) and entry["unscored_subjects"] == []
@@ -103,13 +111,22 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
         if method != "initial, not registered":
             assert math.isfinite(entry["percent_folding"])
             assert math.isfinite(entry["alignment_seconds"])
+    # the teacher brings the phantom's landmarks closer to their true partners
+    tre = {m: results["methods"][m]["tre_mm"] for m in evaluation.METHODS}
+    assert tre[evaluation.TEACHER] < tre[evaluation.INITIAL]
+    assert "true correspondence" in printed
     fields = sorted(p.name for p in (out / "fields").iterdir())
     assert fields == [f"subject{i:04d}.nii.gz" for i in SMOKE.split.evaluation_ids]
 
 
 def results_without_times(printed: str) -> dict:
-    """The table's Dice and deformation cells (times differ from run to run)."""
-    return {method: cells[:9] for method, cells in table_rows(printed).items()}
+    """The table's Dice, HD95 and deformation cells (times differ from run to run; only
+    the phantom has a ground truth to compare with)."""
+    header = next(line for line in printed.splitlines() if line.startswith("| method |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][1:]
+    keep = [i for i, c in enumerate(columns)
+            if c not in (*evaluation.TRUTH_COLUMNS, "inference s", "alignment s")]
+    return {method: [cells[i] for i in keep] for method, cells in table_rows(printed).items()}
 
 
 def write_learn2reg_description(folder: Path, split) -> None:

@@ -415,3 +415,28 @@ def test_hd95_is_symmetric_and_zero_on_itself(a, b):
                                hd95_per_label(b, a, labels=[1, 2]))
     same = hd95_per_label(a, a, labels=[1, 2])
     assert np.all((same == 0) | np.isnan(same))
+
+
+def test_tre_and_endpoint_error_of_known_fields():
+    from slicreg_lite.metrics import endpoint_error_map, target_registration_error
+
+    truth = np.zeros((3, 6, 7, 8))
+    truth[0], truth[2] = 1.5, -2.0  # a translation, in voxels
+    fixed = np.array([[1.0, 2.0, 3.0], [4.2, 5.5, 2.7]])
+    spacing = (2.0, 1.0, 3.0)
+    np.testing.assert_allclose(target_registration_error(truth, fixed, fixed + [1.5, 0, -2],
+                                                         spacing), 0, atol=1e-12)
+    # a field that got the translation half right: 0.75 voxels * 2 mm and 1 voxel * 3 mm
+    half = truth / 2
+    expected = np.hypot(1.5, 3.0)
+    np.testing.assert_allclose(target_registration_error(half, fixed, fixed + [1.5, 0, -2],
+                                                         spacing), expected)
+    np.testing.assert_allclose(endpoint_error_map(half, truth, spacing), expected)
+    with pytest.raises(ValueError, match="pair up"):
+        target_registration_error(truth, fixed, fixed[:1])
+    with pytest.raises(ValueError, match="NaN"):
+        target_registration_error(truth, fixed * np.nan, fixed)
+    with pytest.raises(ValueError, match="one shape"):
+        endpoint_error_map(truth, truth[:, :5])
+    with pytest.raises(ValueError, match="spacing"):
+        endpoint_error_map(truth, truth, spacing=(1.0, 0.0, 1.0))

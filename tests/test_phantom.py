@@ -126,3 +126,110 @@ def test_export_nifti_round_trip(tmp_path):
         assert np.array_equal(loaded[i].image, subject.image)
         assert np.array_equal(loaded[i].labels, subject.labels)
         np.testing.assert_allclose(loaded[i].affine, subject.affine)
+
+
+# ------------------------------------------------------------------------- ground truth
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from slicreg_lite.metrics import (  # noqa: E402
+    endpoint_error_map,
+    jacobian_determinant,
+    target_registration_error,
+)
+from slicreg_lite.phantom import (  # noqa: E402
+    LANDMARKS,
+    _draw_pose,
+    corresponding_landmarks,
+    ground_truth,
+    landmark_positions,
+    true_displacement,
+)
+from slicreg_lite.spatial import warp_labels  # noqa: E402
+
+
+def test_true_field_carries_the_moving_labels_onto_the_fixed_ones(template):
+    """At 4 mm the true field overlaps the large organs almost perfectly; what is left is
+    nearest-neighbour sampling of the labels on the voxel grid."""
+    moving = generate_subject(26, LITE.phantom, LITE.grid)
+    truth = true_displacement(LITE.split.template_id, 26, LITE.phantom, LITE.grid)
+    before = dice_per_label(moving.labels, template.labels)
+    after = dice_per_label(warp_labels(moving.labels, truth), template.labels)
+    large = [label - 1 for label in LARGE_ORGANS]
+    assert before[large].mean() < 0.2  # subject 26 is far off before registration
+    assert after[large].min() > 0.9 and after[5] > 0.95  # liver
+    assert average_dice(after, range(1, 14)) > 0.85
+    # a smooth correspondence: no folding, no wild compression
+    determinant = jacobian_determinant(truth)[template.body_mask]
+    assert determinant.min() > 0.2
+
+
+def test_true_field_maps_each_voxel_to_the_same_canonical_point():
+    """Exact, not only at the labels' outlines: fixed voxel x and moving point x + u(x)
+    show one canonical point (to 1e-3 mm)."""
+    grid = SMOKE.grid
+    fixed, moving = _draw_pose(38, SMOKE.phantom, grid), _draw_pose(5, SMOKE.phantom, grid)
+    truth = true_displacement(38, 5, SMOKE.phantom, grid)
+    voxels = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij"))
+    target = (voxels + truth).reshape(3, -1)
+    centre = (np.array(grid.shape)[:, None] - 1) / 2
+    shown_by_moving = moving.canonical_at((target - centre) * grid.spacing_mm)
+    shown_by_fixed = np.stack(fixed.grid_coordinates()).reshape(3, -1)
+    assert np.abs(shown_by_moving - shown_by_fixed).max() < 1e-3
+
+
+@settings(max_examples=20, deadline=None)
+@given(subject_id=st.integers(0, 60),
+       point=st.tuples(*[st.floats(-150, 150) for _ in range(3)]))
+def test_inverse_of_a_subject_round_trips(subject_id, point):
+    pose = _draw_pose(subject_id, SMOKE.phantom, SMOKE.grid)
+    canonical = np.array(point, float)[:, None]
+    world = pose.world_of(canonical)
+    np.testing.assert_allclose(pose.canonical_at(world), canonical, atol=1e-3)
+
+
+def test_landmarks_lie_in_their_organs(template):
+    organs = {"liver, right lobe": 6, "liver, left lobe": 6, "spleen": 1, "right kidney": 2,
+              "left kidney": 3, "gallbladder": 4, "pancreas, head": 11, "aortic bifurcation": 8,
+              "portal confluence": 10}
+    for subject in (template, generate_subject(26, LITE.phantom, LITE.grid)):
+        positions = landmark_positions(subject.subject_id, LITE.phantom, LITE.grid)
+        for name, label in organs.items():
+            voxel = tuple(np.round(positions[name]).astype(int))
+            if all(0 <= v < n for v, n in zip(voxel, LITE.grid.shape)):
+                assert subject.labels[voxel] == label, (subject.subject_id, name)
+        # vertebral bodies are bone (marrow and cortex, well above soft tissue)
+        bones = [np.round(p).astype(int) for n, p in positions.items() if "vertebral" in n]
+        inside = [tuple(v) for v in bones if all(0 <= a < n for a, n in zip(v, LITE.grid.shape))]
+        assert len(inside) >= 6
+        assert np.median([subject.image[v] for v in inside]) > 150
+
+
+def test_tre_of_identity_is_the_landmark_offset_and_of_the_truth_about_zero():
+    cfg, fixed_id, moving_id = SMOKE.phantom, 38, 7
+    names, fixed, moving = corresponding_landmarks(fixed_id, moving_id, cfg, SMOKE.grid)
+    assert len(names) >= 10 and set(names) <= set(LANDMARKS)
+    spacing = SMOKE.grid.spacing_mm
+    # the offsets, from each subject's own landmark positions
+    a = landmark_positions(fixed_id, cfg, SMOKE.grid, names)
+    b = landmark_positions(moving_id, cfg, SMOKE.grid, names)
+    offsets = np.array([np.linalg.norm((b[n] - a[n]) * spacing) for n in names])
+    identity = np.zeros((3, *SMOKE.grid.shape), np.float32)
+    np.testing.assert_allclose(target_registration_error(identity, fixed, moving, spacing),
+                               offsets, atol=1e-9)
+    assert offsets.mean() > 10  # the subjects differ by centimetres
+    truth = ground_truth(fixed_id, moving_id, cfg, SMOKE.grid)
+    tre = target_registration_error(truth.displacement, truth.fixed_points,
+                                    truth.moving_points, spacing)
+    assert tre.max() < 0.1 * spacing  # trilinear interpolation of a smooth field
+    assert endpoint_error_map(truth.displacement, truth.displacement, spacing).max() == 0
+    assert endpoint_error_map(identity, truth.displacement, spacing).max() > 10
+
+
+def test_ground_truth_bad_input():
+    with pytest.raises(ValueError, match="non-negative integer"):
+        true_displacement(38, -2, SMOKE.phantom, SMOKE.grid)
+    with pytest.raises(TypeError, match="PhantomConfig"):
+        true_displacement(38, 2, SMOKE, SMOKE.grid)
+    with pytest.raises(ValueError, match="unknown landmark"):
+        landmark_positions(38, SMOKE.phantom, SMOKE.grid, ["appendix"])
