@@ -5,9 +5,9 @@ registration, the teacher, and Slic-Reg and the regression baseline with DeepLab
 networks), warps the scan's organ labels onto the template and measures Dice, HD95, the
 smoothness and folding of the field, and the time. On the phantom, whose true
 correspondence is known, it also measures the target registration error at anatomical
-landmarks and the endpoint error of the field inside the body. :func:`findings` turns the table into
-the paper's comparisons, :func:`write_results` writes ``table.md``, ``results.json``, the
-figures and the Slic-Reg displacement fields.
+landmarks and the endpoint error of the field inside the body. :func:`findings` turns
+the table into the paper's comparisons, :func:`write_results` writes ``table.md``,
+``results.json``, the figures and the Slic-Reg displacement fields.
 
 Labels are used only here, to measure. Scans without labels are still registered, timed
 and their fields written; the table says which rows could not be scored.
@@ -48,6 +48,7 @@ EXTRA_COLUMNS = ("HD95 mm", "std(log J)", "% J<=0", "inference s", "alignment s"
 #: the mean endpoint error inside the template's body, where the moving scan shows the
 #: true partner.
 TRUTH_COLUMNS = ("TRE mm", "TRE95 mm", "EPE mm")
+#: How ``table.md`` describes those columns.
 TRUTH_NOTE = ("TRE (mm, mean and 95th percentile) at the phantom's anatomical landmarks and "
               "EPE (mm, mean endpoint error inside the template's body, where the moving "
               "scan shows the true partner) against its true correspondence; ")

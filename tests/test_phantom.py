@@ -1,12 +1,30 @@
-"""The synthetic cohort: anatomy where it belongs, plausible HU, variability, calibration."""
+"""The synthetic cohort: anatomy where it belongs, plausible HU, variability, calibration,
+and its exact ground truth."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.ndimage import center_of_mass
 
 from slicreg_lite.config import LARGE_ORGANS, NUM_LABELS, get_config
-from slicreg_lite.metrics import average_dice, dice_per_label
-from slicreg_lite.phantom import generate_subject
+from slicreg_lite.metrics import (
+    average_dice,
+    dice_per_label,
+    endpoint_error_map,
+    jacobian_determinant,
+    target_registration_error,
+)
+from slicreg_lite.phantom import (
+    LANDMARKS,
+    _draw_pose,
+    corresponding_landmarks,
+    generate_subject,
+    ground_truth,
+    landmark_positions,
+    true_displacement,
+)
+from slicreg_lite.spatial import warp_labels
 
 LITE = get_config("lite")
 SMOKE = get_config("smoke")
@@ -129,25 +147,6 @@ def test_export_nifti_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------------------- ground truth
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from slicreg_lite.metrics import (  # noqa: E402
-    endpoint_error_map,
-    jacobian_determinant,
-    target_registration_error,
-)
-from slicreg_lite.phantom import (  # noqa: E402
-    LANDMARKS,
-    _draw_pose,
-    corresponding_landmarks,
-    ground_truth,
-    landmark_positions,
-    true_displacement,
-)
-from slicreg_lite.spatial import warp_labels  # noqa: E402
-
-
 def test_true_field_carries_the_moving_labels_onto_the_fixed_ones(template):
     """At 4 mm the true field overlaps the large organs almost perfectly; what is left is
     nearest-neighbour sampling of the labels on the voxel grid."""
