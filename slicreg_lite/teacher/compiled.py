@@ -53,29 +53,26 @@ def _lower_envelope(f, weight, out, vertex, boundary):
 
 
 @njit(cache=True, nogil=True)
+def _transform_lines(view, weight, line, result, vertex, boundary):
+    """The 1D distance transform of every line along the last axis of a 3D view, in place."""
+    n0, n1, n = view.shape
+    for a in range(n0):
+        for b in range(n1):
+            for i in range(n):
+                line[i] = view[a, b, i]
+            _lower_envelope(line[:n], weight, result, vertex, boundary)
+            for i in range(n):
+                view[a, b, i] = result[i]
+
+
+@njit(cache=True, nogil=True)
 def _distance_transform_cube(cube, weight, line, result, vertex, boundary):
     """The 3D distance transform of one label cube, in place: separable, one axis after
-    the other (axis 0, then 1, then 2, as the NumPy version)."""
-    s0, s1, s2 = cube.shape
-    for b in range(s1):
-        for c in range(s2):
-            for i in range(s0):
-                line[i] = cube[i, b, c]
-            _lower_envelope(line[:s0], weight, result, vertex, boundary)
-            for i in range(s0):
-                cube[i, b, c] = result[i]
-    for a in range(s0):
-        for c in range(s2):
-            for i in range(s1):
-                line[i] = cube[a, i, c]
-            _lower_envelope(line[:s1], weight, result, vertex, boundary)
-            for i in range(s1):
-                cube[a, i, c] = result[i]
-    for a in range(s0):
-        for b in range(s1):
-            _lower_envelope(cube[a, b].copy(), weight, result, vertex, boundary)
-            for i in range(s2):
-                cube[a, b, i] = result[i]
+    the other (axis 0, then 1, then 2, as the NumPy version); each axis in turn is made
+    the last one of a transposed view."""
+    _transform_lines(cube.transpose(1, 2, 0), weight, line, result, vertex, boundary)
+    _transform_lines(cube.transpose(0, 2, 1), weight, line, result, vertex, boundary)
+    _transform_lines(cube, weight, line, result, vertex, boundary)
 
 
 @njit(cache=True, nogil=True)
