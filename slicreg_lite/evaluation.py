@@ -129,9 +129,8 @@ class Evaluation:
         else:
             self.dice.add(method, subject_id,
                           dice_per_label(warped, template_labels, self.dice.labels))
-            spacing = np.linalg.norm(np.asarray(self.template_affine)[:3, :3], axis=0)
             self.hd95.setdefault(method, {})[subject_id] = hd95_per_label(
-                warped, template_labels, spacing, self.dice.labels)
+                warped, template_labels, self.spacing, self.dice.labels)
             self.warped.setdefault(method, {})[subject_id] = warped
         if truth is not None:
             self._add_correspondence(method, subject_id, displacement, truth, body)
@@ -150,7 +149,7 @@ class Evaluation:
     def _add_correspondence(self, method, subject_id, displacement, truth, body) -> None:
         from .metrics import endpoint_error_map, target_registration_error
 
-        spacing = np.linalg.norm(np.asarray(self.template_affine)[:3, :3], axis=0)
+        spacing = self.spacing
         if displacement is None:  # no registration: the identity
             displacement = np.zeros_like(truth.displacement)
         error = endpoint_error_map(displacement, truth.displacement, spacing)
@@ -161,6 +160,11 @@ class Evaluation:
             "tre": target_registration_error(displacement, truth.fixed_points,
                                              truth.moving_points, spacing),
             "epe": float(error[visible].mean())}
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """The template's voxel size in mm, from its affine."""
+        return np.linalg.norm(np.asarray(self.template_affine)[:3, :3], axis=0)
 
     @property
     def has_truth(self) -> bool:

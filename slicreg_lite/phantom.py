@@ -49,7 +49,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from .config import GridConfig, PhantomConfig
-from .spatial import resize
+from .spatial import identity_grid, resize
 from .subject import Subject
 
 #: Bump when the generator changes: cached cohorts of an older version are recomputed.
@@ -198,6 +198,12 @@ class _Canvas:
         self.tissue[region][mask] = TISSUE_INDEX[tissue]
         if label is not None:
             self.labels[region][mask] = label
+
+
+def _world_to_voxel(world: np.ndarray, grid: GridConfig) -> np.ndarray:
+    """World points (3, N) in mm -> voxel coordinates of ``grid`` (centred on 0)."""
+    n = np.array(grid.shape, float)[:, None]
+    return world / float(grid.spacing_mm) + (n - 1) / 2
 
 
 def _world_axes(grid: GridConfig) -> list[np.ndarray]:
@@ -632,10 +638,9 @@ class _Pose:
         """The deformation (mm) at world points (3, N), trilinear between voxel centres."""
         from .spatial import sample
 
-        n = np.array(self.grid.shape, float)[:, None]
-        voxels = world / float(self.grid.spacing_mm) + (n - 1) / 2
         # beyond the grid the deformation keeps its border value
-        return sample(self.deformation, voxels, padding="border").astype(np.float64)
+        return sample(self.deformation, _world_to_voxel(world, self.grid),
+                      padding="border").astype(np.float64)
 
     def canonical_at(self, world: np.ndarray) -> np.ndarray:
         """The canonical point (mm) shown at world points ``world`` (3, N)."""
@@ -696,11 +701,6 @@ def _draw_pose(subject_id: int, cfg: PhantomConfig, grid: GridConfig) -> _Pose:
 
 
 # ------------------------------------------------------------------------- ground truth
-def _world_to_voxel(world: np.ndarray, grid: GridConfig) -> np.ndarray:
-    n = np.array(grid.shape, float)[:, None]
-    return world / float(grid.spacing_mm) + (n - 1) / 2
-
-
 def true_displacement(fixed_id: int, moving_id: int, cfg: PhantomConfig,
                       grid: GridConfig) -> np.ndarray:
     """The exact correspondence between two phantom subjects, as a displacement field.
@@ -726,10 +726,8 @@ def true_displacement(fixed_id: int, moving_id: int, cfg: PhantomConfig,
     _check_arguments(cfg, grid, fixed_id, moving_id)
     fixed, moving = _draw_pose(fixed_id, cfg, grid), _draw_pose(moving_id, cfg, grid)
     canonical = np.stack(fixed.grid_coordinates()).reshape(3, -1)
-    target = _world_to_voxel(moving.world_of(canonical), grid)
-    identity = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape],
-                                    indexing="ij")).reshape(3, -1)
-    return (target - identity).reshape(3, *grid.shape).astype(np.float32)
+    target = _world_to_voxel(moving.world_of(canonical), grid).reshape(3, *grid.shape)
+    return (target - identity_grid(grid.shape, np.float64)).astype(np.float32)
 
 
 def landmark_positions(subject_id: int, cfg: PhantomConfig, grid: GridConfig,
@@ -772,9 +770,9 @@ class GroundTruth:
     def visible(self) -> np.ndarray:
         """Fixed voxels whose true partner lies inside the moving scan's field of view
         (bool, shape (D, H, W)): elsewhere no registration can see where they went."""
-        shape = np.array(self.displacement.shape[1:])
-        voxels = np.indices(tuple(shape)) + self.displacement
-        top = (shape - 1)[:, None, None, None]
+        shape = self.displacement.shape[1:]
+        voxels = identity_grid(shape) + self.displacement
+        top = (np.array(shape) - 1)[:, None, None, None]
         return np.all((voxels >= 0) & (voxels <= top), axis=0)
 
 
