@@ -60,7 +60,7 @@ from IPython.display import display
 from slicreg_lite import config, layouts, sources, stages, viz
 from slicreg_lite.widgets import SliceViewer
 
-cfg = config.get_config(PRESET)
+cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
 data = sources.open_source(DATA, cfg)
 print(f"preset {cfg.name!r}: data {data.spec!r} on a grid of {cfg.grid.shape} voxels at "
       f"{cfg.grid.spacing_mm:g} mm")

@@ -56,7 +56,7 @@ from skimage.segmentation import slic
 from slicreg_lite import config, stages, supervoxels, viz
 from slicreg_lite.widgets import SupervoxelExplorer
 
-cfg = config.get_config(PRESET)
+cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
 params = cfg.supervoxels
 print(f"preset {cfg.name!r}: {params.n_layers} layers of {params.n_supervoxels - 1} "
       f"supervoxels + background on a {params.shape} grid")

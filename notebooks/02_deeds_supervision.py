@@ -59,7 +59,7 @@ from slicreg_lite.teacher import discrete, register
 from slicreg_lite.teacher.mind import mind_ssc
 from slicreg_lite.widgets import TeacherExplorer
 
-cfg = config.get_config(PRESET)
+cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
 data = sources.open_source(DATA, cfg)
 split = data.split
 subjects = stages.cohort(cfg, data, (split.train_ids[0], split.template_id))
@@ -239,9 +239,15 @@ plt.show()
 # %% [markdown]
 # ## Coarse to fine, and symmetric
 # deeds repeats this on finer grids with smaller, finer candidate cubes, each level
-# starting from the previous result. It also registers in the other direction (template
-# to training scan) and makes both fields each other's inverse. Folding (voxels where the
-# transform turns inside out, Jacobian determinant <= 0) stays rare:
+# starting from the previous result. The penalty acts on the *whole* displacement (what
+# the coarser levels found plus this level's step), so a finer level also smooths what
+# the coarser ones left. It also registers in the other direction (template to training
+# scan) and makes both fields each other's inverse. Folding (voxels where the transform
+# turns inside out, Jacobian determinant <= 0) stays rare.
+#
+# Registration itself runs the cost volume and belief propagation *compiled*
+# (`slicreg_lite/teacher/compiled.py`, with numba): the same loops as the functions used
+# above, written one point and one label at a time, several times faster.
 
 # %%
 body = body_mask(fixed.image)  # from intensities: no labels needed
@@ -304,7 +310,8 @@ if labelled:  # the explorer reports Dice: it needs labels
 # %% [markdown]
 # ## Try it yourself
 # 1. Run `register` with `symmetric=False` (`dataclasses.replace(cfg.teacher,
-#    symmetric=False)`). How do Dice, folding and time change?
+#    symmetric=False)`). How do Dice, folding and time change? And with
+#    `regularise_total=False`, which penalises only each level's own step?
 # 2. Replace MIND by the raw image (`fixed.image[None] / 500`) in `register_level` above.
 #    Where does the cost volume become ambiguous?
 # 3. Make the penalty act on *all* grid neighbours instead of the tree's edges: why can

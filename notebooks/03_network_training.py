@@ -57,7 +57,7 @@ from slicreg_lite import config, networks, sources, stages, viz
 from slicreg_lite.spatial import resize
 from slicreg_lite.training import augment
 
-cfg = config.get_config(PRESET)
+cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
 data = sources.open_source(DATA, cfg)
 input_shape = tuple(cfg.network.input_shape)
 print(f"preset {cfg.name!r}: the network sees {input_shape} voxels and answers at "

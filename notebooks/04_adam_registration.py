@@ -58,7 +58,7 @@ from slicreg_lite.registration import RegressionBaseline, SlicReg
 from slicreg_lite.spatial import resize, warp_labels
 from slicreg_lite.widgets import AdamExplorer
 
-cfg = config.get_config(PRESET)
+cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
 data = sources.open_source(DATA, cfg)
 template_id = data.split.template_id
 moving_id = data.split.evaluation_ids[SUBJECT]
@@ -193,15 +193,15 @@ plt.show()
 # %% [markdown]
 # ### For teaching: the teacher's supervoxels instead of the network's
 # The same alignment on the supervoxels that deeds-lite carried onto this scan (what the
-# network was trained to reproduce). The gap between the two numbers is what the
-# network's mistakes cost; the gap to the teacher's own registration is what the
-# keypoint + spline representation costs.
+# network was trained to reproduce): a perfect network. The gap between the two numbers
+# is what the network's mistakes cost; the gap to the teacher's own registration is what
+# aligning supervoxels with keypoints and a spline costs. Notebook 05's table has this
+# oracle as a row for every test scan (computed by the same function).
 
 # %%
-teacher_layers = stages.supervision(cfg, data, (moving_id,))[moving_id].layers
+teacher_layers = stages.teacher_direct(cfg, data, (moving_id,))[moving_id].layers
 exact = adamreg.prepare_template(layers, cfg)
-on_teacher = adamreg.register(exact, adamreg.moving_features(teacher_layers, exact, cfg), cfg,
-                              output_shape=fixed.shape)
+on_teacher = adamreg.register_layers(exact, teacher_layers, cfg, output_shape=fixed.shape)
 print(f"avg(4) Dice: no registration {dice_before:.1f}%, Adam on predicted supervoxels "
       f"{dice_after:.1f}%, Adam on the teacher's supervoxels "
       f"{avg4(warp_labels(moving_labels, on_teacher.displacement)):.1f}%")

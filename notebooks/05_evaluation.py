@@ -53,7 +53,7 @@ import numpy as np
 from slicreg_lite import config, evaluation, sources, stages, viz
 from slicreg_lite.metrics import PAPER_COLUMNS, PAPER_TABLE
 
-cfg = config.get_config(PRESET)
+cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
 data = sources.open_source(DATA, cfg)
 print(f"preset {cfg.name!r}, data {data.spec!r}: {len(data.split.evaluation_ids)} test "
       f"subjects registered to template #{data.split.template_id}")
@@ -67,6 +67,17 @@ print(f"preset {cfg.name!r}, data {data.spec!r}: {len(data.split.evaluation_ids)
 # - **Slic + Adam**: the network predicts supervoxels, Adam aligns them (notebook 04);
 # - **regression + RW**: the network predicts displacements, a random walk smooths them;
 # - each with the 3D DeepLab and with the 3D UNet.
+#
+# Two more rows are not methods but measurements: they show where accuracy goes between
+# the teacher and Slic-Reg.
+# - **teacher field at the keypoints + spline**: the teacher's own field, read at the
+#   template's supervoxel centres and rebuilt everywhere by the thin-plate spline of
+#   step 4. Perfect keypoint displacements; what is lost is the *representation* (about
+#   2000 keypoints, a smooth spline between them).
+# - **oracle: Adam on the teacher's supervoxels**: Adam and the spline on the supervoxels
+#   that the teacher carries onto the test scan, which is exactly what the network is
+#   trained to predict: a *perfect network*. Against the row above it shows what Adam's
+#   alignment of supervoxels loses; against Slic-Reg, what the network's mistakes cost.
 
 # %%
 results = evaluation.evaluate(cfg, data)

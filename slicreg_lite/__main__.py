@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PRESET_NAMES, RunSettings, get_config
+from .config import PRESET_NAMES, RunSettings, get_config, is_real_ct
 from .layouts import LAYOUTS
 
 
@@ -36,11 +36,16 @@ def _writable_folder(folder: Path) -> str | None:
     return None
 
 
+def _real_ct(args, automatic: bool) -> bool:
+    """Whether the teacher takes its settings for real CT (``--scans``)."""
+    return automatic if args.scans == "auto" else args.scans == "ct"
+
+
 def _open(args):
     """The preset, the data source and the run settings of a command's arguments."""
     from .sources import open_source
 
-    cfg = get_config(args.preset)
+    cfg = get_config(args.preset, real_ct=_real_ct(args, is_real_ct(args.data)))
     data = open_source(args.data, cfg, template=args.template, split_file=args.split)
     run = RunSettings(jobs=args.jobs, device=args.device, progress=not args.quiet)
     return cfg, data, run
@@ -155,6 +160,8 @@ def _train(args, cfg, data, run) -> int:
 def _register(args, cfg, data, run) -> int:
     from .register import register_scans
 
+    if args.method == "teacher":  # the teacher registers the user's own scans: real CT
+        cfg = get_config(args.preset, real_ct=_real_ct(args, True))
     try:
         registered = register_scans(args.moving, fixed=args.fixed, labels=args.labels,
                                     fixed_labels=args.fixed_labels, method=args.method,
@@ -192,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "learn2reg:PATH (a folder with dataset.json) or folder:PATH "
                              "(PATH/images/*.nii.gz, optional PATH/labels/ and "
                              "PATH/split.json)")
+    common.add_argument("--scans", default="auto", choices=("auto", "phantom", "ct"),
+                        help="the teacher's settings: those for the phantom, or those for real "
+                             "CT (REAL_CT_TEACHER in config.py); auto (default): the phantom's "
+                             "for --data phantom, real CT's for any other data and for "
+                             "register --method teacher")
     common.add_argument("--template", default=None, metavar="ID",
                         help="another template than the data's (one of its scans)")
     common.add_argument("--split", default=None, type=Path, metavar="FILE",

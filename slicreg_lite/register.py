@@ -39,7 +39,7 @@ from typing import Union
 
 import numpy as np
 
-from .config import Config, RunSettings, get_config
+from .config import Config, RunSettings, get_config, is_real_ct
 from .subject import Subject
 
 PathLike = Union[str, os.PathLike]
@@ -144,7 +144,8 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
     out : str or os.PathLike, optional
         A folder for the files of the module docstring; nothing is written without it.
     cfg : Config, optional
-        The preset (its grid and parameters); default ``get_config()``.
+        The preset (its grid and parameters); default ``get_config()``, with the teacher's
+        settings for real CT for ``method="teacher"`` and for data other than the phantom.
     data : str or DataSource
         The cohort whose template and networks Slic-Reg uses (``"phantom"``).
     run : RunSettings, optional
@@ -167,7 +168,8 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
     if method != "teacher" and fixed is not None:
         raise ValueError(f"fixed: {method} registers to the template of its data source "
                          f"(--data); a fixed scan of your own needs --method teacher")
-    cfg = get_config() if cfg is None else cfg
+    if cfg is None:  # the teacher registers the caller's own scans: real CT
+        cfg = get_config(real_ct=method == "teacher" or is_real_ct(data))
     run = RunSettings(progress=False) if run is None else run
     out = None if out is None else Path(out)
     created = out is not None and not out.exists()

@@ -55,7 +55,7 @@ COHORT_VERSION = 1
 #: Bump when the supervoxel code changes its results.
 SUPERVOXELS_VERSION = 1
 #: Bump when the teacher (deeds-lite) changes its results.
-TEACHER_VERSION = 2
+TEACHER_VERSION = 3
 
 _DEFAULT_RUN = RunSettings()
 
@@ -508,25 +508,34 @@ class DirectRegistration:
     subject_id : int or str
     displacement : numpy.ndarray of float32, shape (3, D, H, W)
         On the template's grid, pointing into the subject, in voxels.
+    layers : numpy.ndarray of uint8, shape (L, d, h, w)
+        The template's supervoxel layers carried onto the subject by the inverse field (on
+        the supervoxel grid): what a perfect network would predict for this scan.
     timings : dict
         Seconds per part of the registration.
     """
 
     subject_id: object
     displacement: np.ndarray
+    layers: np.ndarray
     timings: dict
 
 
 def _register_direct(cfg: Config, subject_id, template_image: np.ndarray,
-                     subject_image: np.ndarray, path: Path, threads: int) -> None:
+                     subject_image: np.ndarray, template_layers: np.ndarray, path: Path,
+                     threads: int) -> None:
     import torch
 
     from .registration import Teacher
+    from .spatial import resize_displacement, warp_labels
 
     torch.set_num_threads(threads)
     result = Teacher(template_image, cfg.teacher).register(subject_image)
+    # the inverse field (subject grid -> template) carries the layers onto the subject
+    backward = resize_displacement(result.details.backward, template_layers.shape[1:])
     atomic_save_npz(path, subject_id=np.array(subject_id),
                     displacement=result.displacement.astype(np.float16),
+                    layers=warp_labels(template_layers, backward),
                     timings=np.array(json.dumps(result.details.timings)))
 
 
@@ -534,7 +543,7 @@ def _load_direct(path: Path) -> DirectRegistration:
     with np.load(path) as stored:
         return DirectRegistration(stored["subject_id"].item(),
                                   stored["displacement"].astype(np.float32),
-                                  json.loads(str(stored["timings"])))
+                                  stored["layers"], json.loads(str(stored["timings"])))
 
 
 def teacher_direct(cfg: Config, data="phantom", ids=None, *,
@@ -543,7 +552,9 @@ def teacher_direct(cfg: Config, data="phantom", ids=None, *,
 
     The same registration as :func:`supervision` but in the evaluation's direction (the
     template is fixed), so that every row of the table warps the subject's labels onto
-    the template. Cached per subject; runs ``run.workers`` jobs in parallel.
+    the template. Its inverse carries the template's supervoxel layers onto the subject:
+    the teacher's supervoxels, for the evaluation's oracle rows. Cached per subject; runs
+    ``run.workers`` jobs in parallel.
 
     Parameters
     ----------
@@ -560,14 +571,16 @@ def teacher_direct(cfg: Config, data="phantom", ids=None, *,
     from joblib import delayed
 
     data, run = _setup(cfg, data, run)
-    folder = stage_dir(cfg, data, "teacher-direct", ("teacher",), TEACHER_VERSION)
+    folder = stage_dir(cfg, data, "teacher-direct", ("supervoxels", "teacher"),
+                       TEACHER_VERSION)
     ids, paths = _subject_files(folder, data, ids, data.split.evaluation_ids)
 
     def jobs(missing, threads):
         template_id = data.split.template_id
         subjects = cohort(cfg, data, (*missing, template_id), run=run)
+        layers = template_supervoxels(cfg, data, run=run).layers
         return (delayed(_register_direct)(cfg, i, subjects[template_id].image,
-                                          subjects[i].image, paths[i], threads)
+                                          subjects[i].image, layers, paths[i], threads)
                 for i in missing)
 
     return per_subject(ids, paths, _load_direct, jobs, run=run,

@@ -108,6 +108,34 @@ def test_known_translation_is_recovered(template):
     np.testing.assert_allclose(result.displacement[(slice(None), *centre)], shift, atol=0.8)
 
 
+def test_known_translation_is_recovered_from_given_layers(template):
+    """The oracle path: Adam on given layers of the moving scan (no network)."""
+    shift = np.array([-2.0, 1.0, 2.0])
+    result = adamreg.register_layers(template, voronoi_layers(shift), CFG)
+    np.testing.assert_allclose(np.median(result.keypoint_displacement, axis=0), shift,
+                               atol=0.8)
+    with pytest.raises(ValueError, match="moving layers"):
+        adamreg.register_layers(template, voronoi_layers(shift)[:1], CFG)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.floats(-0.08, 0.08), min_size=9, max_size=9),
+       st.lists(st.floats(-3, 3), min_size=3, max_size=3))
+def test_an_affine_field_passes_through_the_keypoints_unchanged(template, linear, offset):
+    """The thin-plate spline reproduces affine motion, so an affine field read at the
+    keypoints and rebuilt is that field, on any grid covering the same extent."""
+    shape = (48, 40, 54)  # the image grid: another size than the keypoints' grid
+    coords = np.indices(shape, dtype=np.float32)
+    matrix = np.array(linear, np.float32).reshape(3, 3)
+    field = (np.einsum("ij,j...->i...", matrix, coords)
+             + np.array(offset, np.float32)[:, None, None, None])
+    rebuilt = adamreg.through_keypoints(template, field, CFG, output_shape=shape)
+    assert rebuilt.shape == (3, *shape)
+    np.testing.assert_allclose(rebuilt, field, atol=2e-3)
+    with pytest.raises(ValueError, match=r"shape \(3, D, H, W\)"):
+        adamreg.through_keypoints(template, field[:2], CFG)
+
+
 def test_larger_alpha_gives_a_smoother_keypoint_field(template):
     # a moving scan with unrelated supervoxels: the data term pulls keypoints every way
     moving = voronoi_layers(seed=7)

@@ -80,6 +80,8 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
         assert (cells[10] != "-") == registered  # the alignment time
         assert (cells[9] != "-") == (registered and "teacher" not in method)  # inference
     assert "Slic-Reg reaches" in printed and "faster than the teacher" in printed
+    # the decomposition rows: where accuracy goes between the teacher and Slic-Reg
+    assert "to the keypoint + spline representation" in printed
 
     out = shared["root"] / "out" / "smoke"
     for name in ("table.md", "results.json", "dice_boxplots.png", "overlays.png"):
@@ -158,9 +160,10 @@ def test_a_run_from_an_exported_folder_gives_the_embedded_table(shared, layout):
     if layout == "learn2reg":
         write_learn2reg_description(folder, SMOKE.split)  # our own, not the exporter's
     before = {p.name for p in (shared["cache"] / "smoke").iterdir()}
+    # phantom scans in a real layout: the teacher keeps the phantom's settings
     code, printed = run_main(["run", "--preset", "smoke", "--data", f"{layout}:{folder}",
-                              "--out", str(shared["root"] / f"out-{layout}"), "--quiet",
-                              "--jobs", "1"])
+                              "--scans", "phantom", "--out", str(shared["root"] / f"out-{layout}"),
+                              "--quiet", "--jobs", "1"])
     assert code == 0
     assert f"data '{layout}:{folder.resolve()}'" in printed
     assert results_without_times(printed) == results_without_times(shared["printed"])
@@ -288,3 +291,17 @@ def test_cli_bad_scans_are_named(shared, tmp_path, capsys):
     assert main(["run", "--preset", "smoke", "--data", f"folder:{folder}", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "a.nii.gz' must hold a 3D volume; got shape (8, 8, 8, 2) (4D)" in err
+
+
+@pytest.mark.parametrize("arguments, real", [
+    (["run"], False), (["run", "--scans", "ct"], True),
+    (["run", "--data", "bcv:DIR"], True), (["run", "--data", "bcv:DIR", "--scans", "phantom"], False),
+])
+def test_the_teacher_takes_real_ct_settings_for_real_data(arguments, real):
+    from slicreg_lite.__main__ import _real_ct, build_parser
+    from slicreg_lite.config import REAL_CT_TEACHER, is_real_ct
+
+    args = build_parser().parse_args([*arguments, "--preset", "smoke"])
+    assert _real_ct(args, is_real_ct(args.data)) is real
+    cfg = get_config("smoke", real_ct=real)
+    assert (cfg.teacher.regularisation == REAL_CT_TEACHER["smoke"]["regularisation"]) is real

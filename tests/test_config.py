@@ -8,7 +8,9 @@ from slicreg_lite.config import (
     PAPER_TEST_IDS,
     PAPER_TRAIN_IDS,
     PRESET_NAMES,
+    REAL_CT_TEACHER,
     get_config,
+    is_real_ct,
 )
 
 
@@ -98,3 +100,21 @@ def test_config_section_accepts_the_whole_config_or_the_section():
     assert config_section(cfg.supervoxels, SupervoxelConfig) is cfg.supervoxels
     with pytest.raises(TypeError, match="Config or TeacherConfig; got PhantomConfig"):
         config_section(cfg.phantom, TeacherConfig)
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_real_ct_takes_its_own_teacher_settings(name):
+    phantom, real = get_config(name), get_config(name, real_ct=True)
+    assert real.teacher.regularisation == REAL_CT_TEACHER[name]["regularisation"]
+    assert real.teacher.regularisation < phantom.teacher.regularisation
+    # nothing else changes; explicit updates still apply on top
+    assert dataclasses.replace(real, teacher=phantom.teacher) == phantom
+    assert get_config(name, real_ct=True, teacher={"regularisation": 1.5}).teacher \
+        .regularisation == 1.5
+
+
+@pytest.mark.parametrize("data, real", [("phantom", False), ("PHANTOM", False),
+                                        ("bcv:/data/AbdomenIsoCrop", True),
+                                        ("learn2reg:/data/l2r", True), ("folder:scans", True)])
+def test_which_data_sources_hold_real_scans(data, real):
+    assert is_real_ct(data) is real

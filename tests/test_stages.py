@@ -149,6 +149,19 @@ def test_supervision_carries_the_layers_and_is_cached(cache):
     assert after > before + 10
 
 
+def test_teacher_direct_carries_the_layers_onto_the_test_scans(cache):
+    template_id = SMOKE.split.template_id
+    direct = stages.teacher_direct(SMOKE, "phantom", (1, template_id), run=QUIET)
+    layers = stages.template_supervoxels(SMOKE, "phantom", run=QUIET).layers
+    for result in direct.values():
+        assert result.layers.shape == layers.shape and result.layers.dtype == layers.dtype
+        assert result.displacement.shape == (3, *SMOKE.grid.shape)
+    # the template registered to itself: its own layers, nearly voxel for voxel
+    assert np.mean(direct[template_id].layers == layers) > 0.97
+    # another subject: the layers moved with the anatomy, not copied
+    assert np.mean(direct[1].layers == layers) < 0.9
+
+
 def test_supervision_in_parallel_processes(cache):
     parallel = stages.supervision(SMOKE, "phantom", ids=SMOKE.split.train_ids[:2],
                                   run=RunSettings(jobs=2, progress=False))

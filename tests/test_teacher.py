@@ -61,6 +61,21 @@ def test_distance_transform_1d_equals_brute_force(n, weight, seed):
     np.testing.assert_allclose(D.distance_transform_1d(costs, weight), brute, atol=1e-9)
 
 
+@given(st.integers(1, 12), st.floats(0.01, 10.0), st.integers(0, 2**31 - 1),
+       st.booleans())
+def test_distance_transform_1d_with_offsets_equals_brute_force(n, weight, seed, whole):
+    rng = np.random.default_rng(seed)
+    costs = rng.normal(0, 5, (9, n))
+    # offsets beyond the labels' range included; whole numbers make ties likely
+    offsets = rng.uniform(-n - 2, n + 2, 9)
+    offsets = np.round(offsets) if whole else offsets
+    labels = np.arange(n)
+    target = labels[None, :, None] + offsets[:, None, None]  # (line, i, j)
+    brute = (costs[:, None, :] + weight * (target - labels[None, None]) ** 2).min(-1)
+    np.testing.assert_allclose(D.distance_transform_1d(costs, weight, offsets), brute,
+                               atol=1e-8)
+
+
 def test_distance_transform_3d_equals_brute_force_message():
     rng = np.random.default_rng(1)
     costs = rng.normal(0, 3, (5, 4, 4, 4))
@@ -87,6 +102,38 @@ def test_belief_propagation_on_a_small_tree_equals_brute_force():
             best, best_energy = labels, energy
     found = D.tree_belief_propagation(unary, order, parents, label_shape, 0.7)
     assert tuple(found) == best
+
+
+def test_belief_propagation_with_offsets_equals_brute_force():
+    """With offsets the penalty is on the whole displacement: |l_p + o_p - l_parent|^2."""
+    from slicreg_lite.teacher.compiled import tree_belief_propagation_compiled
+
+    rng = np.random.default_rng(5)
+    parents, order = np.array([-1, 0, 0, 1, 1, 2]), np.arange(6)
+    label_shape = (3, 1, 2)
+    unary = rng.normal(0, 2, (6, 6))
+    offsets = rng.normal(0, 1.2, (6, 3))
+    offsets[0] = 0  # the root has no parent
+    grid = np.stack(np.meshgrid(*[np.arange(r) for r in label_shape], indexing="ij"),
+                    -1).reshape(-1, 3)
+
+    def energy(labels):
+        return sum(unary[p, labels[p]] for p in range(6)) + sum(
+            0.9 * ((grid[labels[p]] + offsets[p] - grid[labels[parents[p]]]) ** 2).sum()
+            for p in range(1, 6))
+
+    best = min(itertools.product(range(6), repeat=6), key=energy)
+    assert tuple(D.tree_belief_propagation(unary, order, parents, label_shape, 0.9,
+                                           offsets)) == best
+    assert tuple(tree_belief_propagation_compiled(unary, order, parents, label_shape, 0.9,
+                                                  offsets)) == best
+    # offsets that equal whole label steps shift the optimum of a flat chain exactly
+    flat = np.zeros((6, 6))
+    flat[0, 2] = -1.0  # the root prefers label 2 = (1, 0, 0)
+    whole = np.zeros((6, 3))
+    whole[1] = (1, 0, 0)  # node 1 already moves one step more than the root
+    found = tree_belief_propagation_compiled(flat, order, parents, label_shape, 0.9, whole)
+    assert tuple(grid[found[1]]) == (0, 0, 0) and tuple(grid[found[2]]) == (1, 0, 0)
 
 
 def test_spanning_tree_spans_the_grid(scan):
@@ -197,6 +244,18 @@ def test_bad_input(fixed, moving, message):
         register(fixed, moving, SMOKE)
 
 
+def test_a_known_affine_step_is_reused(scan):
+    moving = warp_image(scan.image, np.broadcast_to(
+        np.array([2.0, 0.0, -1.0])[:, None, None, None], (3, *scan.shape)).copy())
+    first = register(scan.image, moving, SMOKE)
+    again = register(scan.image, moving, SMOKE, affine=first.affine)
+    assert again.timings["affine"] < 0.01  # skipped
+    np.testing.assert_array_equal(again.affine, first.affine)
+    np.testing.assert_array_equal(again.displacement, first.displacement)
+    with pytest.raises(ValueError, match="affine must be a finite 3 x 4"):
+        register(scan.image, moving, SMOKE, affine=np.eye(3))
+
+
 def test_bad_config_type():
     with pytest.raises(TypeError, match="TeacherConfig"):
         register(np.zeros((8, 8, 8)), np.zeros((8, 8, 8)), SMOKE.phantom)
@@ -204,8 +263,10 @@ def test_bad_config_type():
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), side=st.sampled_from([(1, 2, 3), (3, 3, 3), (5, 5, 5)]),
-       weight=st.floats(0.01, 5.0))
-def test_compiled_belief_propagation_equals_the_numpy_reference(seed, side, weight):
+       weight=st.floats(0.01, 5.0), offsets=st.sampled_from(["none", "whole", "real"]),
+       ties=st.booleans())
+def test_compiled_belief_propagation_equals_the_numpy_reference(seed, side, weight, offsets,
+                                                                ties):
     from slicreg_lite.teacher.compiled import tree_belief_propagation_compiled
 
     rng = np.random.default_rng(seed)
@@ -213,9 +274,58 @@ def test_compiled_belief_propagation_equals_the_numpy_reference(seed, side, weig
     points, grid_shape = D.control_points(image.shape, 3)
     order, parents = D.minimum_spanning_tree(image, points, grid_shape, 3)
     unary = rng.normal(0, 3, (len(points), int(np.prod(side)))).astype(np.float32)
-    expected = D.tree_belief_propagation(unary, order, parents, side, weight)
-    found = tree_belief_propagation_compiled(unary, order, parents, side, weight)
+    if ties:  # whole-number costs: many labels cost the same
+        unary = np.round(unary)
+    shifts = None
+    if offsets != "none":
+        shifts = rng.normal(0, 1.5, (len(points), 3))
+        shifts = np.round(shifts) if offsets == "whole" else shifts
+    expected = D.tree_belief_propagation(unary, order, parents, side, weight, shifts)
+    found = tree_belief_propagation_compiled(unary, order, parents, side, weight, shifts)
     assert np.array_equal(found, expected)  # the same arithmetic: identical labels
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), spacing=st.integers(2, 7), radius=st.integers(0, 3),
+       quantisation=st.integers(1, 3), channels=st.integers(1, 4))
+def test_compiled_cost_volume_equals_the_torch_reference(seed, spacing, radius,
+                                                         quantisation, channels):
+    from slicreg_lite.teacher.compiled import cost_volume_compiled
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(5, 19, 3))  # not multiples of the spacing
+    fixed = torch.from_numpy(rng.random((channels, *shape), dtype=np.float32))
+    moving = torch.from_numpy(rng.random((channels, *shape), dtype=np.float32))
+    offsets, _ = D.patch_offsets(spacing)
+    arguments = dict(spacing=spacing, radius=radius, quantisation=quantisation,
+                     offsets=offsets)
+    expected = D.cost_volume(fixed, moving, **arguments)
+    found = cost_volume_compiled(fixed, moving, **arguments)
+    assert found.shape == expected.shape and found.dtype == torch.float32
+    # channels summed in another order than torch's: equal up to float32 rounding
+    np.testing.assert_allclose(found.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="moving_features"):
+        cost_volume_compiled(fixed, moving[:, :-1], **arguments)
+
+
+def test_kernels_compile_in_a_fresh_process(tmp_path):
+    """The first call in a new process compiles (or loads) the kernels, with numba's cache
+    in a folder of the caller's choice (NUMBA_CACHE_DIR)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import numpy as np; from slicreg_lite.teacher import register; "
+              "from slicreg_lite.config import get_config; "
+              "r = register(np.random.default_rng(0).normal(size=(20, 18, 22)) * 100, "
+              "np.random.default_rng(1).normal(size=(20, 18, 22)) * 100, "
+              "get_config('smoke').teacher); print(r.displacement.shape)")
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=environment, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "(3, 20, 18, 22)" in done.stdout
+    assert any((tmp_path / "numba").rglob("*.nbi"))  # the compiled kernels were cached there
 
 
 def test_compiled_belief_propagation_on_a_small_tree_equals_brute_force():

@@ -65,8 +65,11 @@ def test_teacher_explorer_registers_once_per_alpha(subjects):
     assert len(explorer.fields()) == len(cfg.grid_spacings) + 1  # affine + each level
     explorer.level.value = 0
     assert "affine" in explorer.info.value and len(explorer._fields) == 1
-    explorer.alpha.value = 1.0  # a new weight: one more registration
+    assert explorer.alpha.value == cfg.regularisation  # the start is a step of the slider
+    affine = explorer.fields()[0]
+    explorer.alpha.value = 1.0  # a new weight: one more registration, the same affine step
     assert len(explorer._fields) == 2 and explorer.info.value.startswith("alpha 1,")
+    assert np.array_equal(explorer.fields()[0], affine)
 
 
 def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):

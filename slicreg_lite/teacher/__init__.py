@@ -57,7 +57,7 @@ class TeacherResult:
     levels: list = field(default_factory=list)
 
 
-def register(fixed, moving, cfg, *, keep_levels: bool = False) -> TeacherResult:
+def register(fixed, moving, cfg, *, affine=None, keep_levels: bool = False) -> TeacherResult:
     """Register ``moving`` onto ``fixed`` with deeds-lite: affine, then deformable.
 
     Parameters
@@ -66,6 +66,9 @@ def register(fixed, moving, cfg, *, keep_levels: bool = False) -> TeacherResult:
         CT scans on grids of the same size (in HU; MIND does not care about the units).
     cfg : TeacherConfig or Config
         Parameters (``get_config(preset).teacher``).
+    affine : array_like, shape (3, 4), optional
+        A known result of the affine step (e.g. of an earlier call on the same pair with
+        other deformable settings): the affine step is then skipped.
     keep_levels : bool
         Keep the field after every level (for teaching figures).
 
@@ -94,14 +97,20 @@ def register(fixed, moving, cfg, *, keep_levels: bool = False) -> TeacherResult:
     timings["MIND"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    try:
-        mask = body_mask(fixed)
-    except ValueError:  # no tissue at all (e.g. a constant image): use every voxel
-        mask = np.ones(fixed.shape, dtype=bool)
-    affine = affine_registration(fixed_mind, moving_mind, mask, factors=cfg.affine_factors,
-                                 radii=cfg.affine_radii, iterations=cfg.affine_iterations,
-                                 block_spacing=cfg.affine_block_spacing,
-                                 trim=cfg.affine_trim_fraction)
+    if affine is None:
+        try:
+            mask = body_mask(fixed)
+        except ValueError:  # no tissue at all (e.g. a constant image): use every voxel
+            mask = np.ones(fixed.shape, dtype=bool)
+        affine = affine_registration(fixed_mind, moving_mind, mask,
+                                     factors=cfg.affine_factors, radii=cfg.affine_radii,
+                                     iterations=cfg.affine_iterations,
+                                     block_spacing=cfg.affine_block_spacing,
+                                     trim=cfg.affine_trim_fraction)
+    else:
+        affine = np.asarray(affine, dtype=np.float64)
+        if affine.shape != (3, 4) or not np.isfinite(affine).all():
+            raise ValueError(f"affine must be a finite 3 x 4 matrix; got shape {affine.shape}")
     timings["affine"] = time.perf_counter() - start
 
     forward = torch.from_numpy(affine_to_displacement(affine, fixed.shape))
@@ -110,7 +119,8 @@ def register(fixed, moving, cfg, *, keep_levels: bool = False) -> TeacherResult:
         torch.from_numpy(fixed), torch.from_numpy(moving), fixed_mind, moving_mind,
         forward, backward, spacings=cfg.grid_spacings, radii=cfg.search_radii,
         quantisations=cfg.quantisations, alpha=cfg.regularisation,
-        symmetric=cfg.symmetric, timings=timings, keep_levels=keep_levels)
+        symmetric=cfg.symmetric, consistency_iterations=cfg.consistency_iterations,
+        regularise_total=cfg.regularise_total, timings=timings, keep_levels=keep_levels)
     timings["total"] = time.perf_counter() - begin
     return TeacherResult(affine, forward.numpy(), backward.numpy(), timings,
                          [level.numpy() for level in levels])

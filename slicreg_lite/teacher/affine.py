@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from ..spatial import affine_to_displacement, warp_image
+from .compiled import cost_volume_compiled
 from .discrete import (
     control_points,
-    cost_volume,
     displacement_labels,
     patch_offsets,
     smooth_features,
@@ -129,8 +129,9 @@ def affine_registration(fixed_features: torch.Tensor, moving_features: torch.Ten
             field = torch.from_numpy(affine_to_displacement(matrix, shape))
             moving_small = smooth_features(
                 _downsample(warp_image(moving_features, field, padding="border"), factor), box)
-            cost = cost_volume(fixed_small, moving_small, spacing=block_spacing,
-                               radius=radius, quantisation=1, offsets=offsets)[in_body]
+            cost = cost_volume_compiled(fixed_small, moving_small, spacing=block_spacing,
+                                        radius=radius, quantisation=1,
+                                        offsets=offsets)[in_body]
             best = candidates[cost.argmin(1).numpy()]
             # block centres and matches in full-resolution voxels
             centres = blocks * factor + (factor - 1) / 2

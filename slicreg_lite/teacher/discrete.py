@@ -14,10 +14,13 @@ At each level of a coarse-to-fine hierarchy:
    minimum of data cost + ``alpha * |d_p - d_q|^2 / spacing^2`` over all tree edges. Each
    message is a min-convolution with a quadratic, computed by the lower-envelope
    *distance transform* (:func:`distance_transform`) in time linear in the number of
-   labels. Registration runs the same loops compiled
-   (:mod:`slicreg_lite.teacher.compiled`); the NumPy version here is the reference.
+   labels.
 6. The chosen displacements are interpolated to a dense field and composed with the
    previous levels; forward and backward fields are made inverse-consistent.
+
+Registration runs the data cost and belief propagation compiled
+(:mod:`slicreg_lite.teacher.compiled`): the same loops, a fraction of the time. The
+vectorised versions here are the readable references the tests compare them with.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.csgraph import minimum_spanning_tree as _scipy_mst
 
 from ..spatial import compose, sample, warp_image
-from .compiled import tree_belief_propagation_compiled
+from .compiled import cost_volume_compiled, tree_belief_propagation_compiled
 
 
 # ------------------------------------------------------------------------ grids, labels
@@ -212,8 +215,8 @@ def _tree_centre(tree) -> int:
 
 
 # -------------------------------------------------------------- distance transforms
-def distance_transform_1d(costs: np.ndarray, weight: float) -> np.ndarray:
-    """``out[i] = min_j costs[j] + weight * (i - j)^2`` along the last axis, in O(n).
+def distance_transform_1d(costs: np.ndarray, weight: float, offsets=None) -> np.ndarray:
+    """``out[i] = min_j costs[j] + weight * (i + offset - j)^2`` along the last axis, in O(n).
 
     The lower envelope of parabolas (Felzenszwalb & Huttenlocher, 2012), run on all
     lines at once: the loop is over the ``n`` labels, every step works on every line.
@@ -224,11 +227,15 @@ def distance_transform_1d(costs: np.ndarray, weight: float) -> np.ndarray:
         ``m`` independent lines of ``n`` label costs (finite).
     weight : float
         Positive weight of the squared label distance.
+    offsets : numpy.ndarray, shape (m,), optional
+        A shift of each line's label distance (any real number; default 0): the envelope
+        is read at ``i + offset`` instead of ``i``.
     """
     if weight <= 0:
         raise ValueError(f"weight must be positive; got {weight}")
     f = np.asarray(costs, dtype=np.float64)
     m, n = f.shape
+    shift = np.zeros(m) if offsets is None else np.asarray(offsets, np.float64).reshape(m)
     labels = np.arange(n)
     # The parabola of label j is weight * (x - j)^2 + f[j]; with g = f + weight * j^2 the
     # intersection of the parabolas of labels v < q is at (g[q] - g[v]) / (2 weight (q - v)).
@@ -257,39 +264,46 @@ def distance_transform_1d(costs: np.ndarray, weight: float) -> np.ndarray:
         boundary[bline + k + 1] = np.inf
     out = np.empty((m, n))
     k[:] = 0
-    for q in range(n):
-        advancing = boundary.take(bline + k + 1) < q
+    for q in range(n):  # read the envelope at q + offset (increasing with q)
+        x = q + shift
+        advancing = boundary.take(bline + k + 1) < x
         while advancing.any():
             k += advancing
-            advancing &= boundary.take(bline + k + 1) < q
+            advancing &= boundary.take(bline + k + 1) < x
         v = vertex.take(line + k)
-        out[:, q] = weight * (q - v) ** 2 + f.ravel().take(line + v)
+        out[:, q] = weight * (x - v) ** 2 + f.ravel().take(line + v)
     return out
 
 
-def distance_transform(costs: np.ndarray, weight: float) -> np.ndarray:
+def distance_transform(costs: np.ndarray, weight: float, offsets=None) -> np.ndarray:
     """The 3D distance transform of label cubes: separable, one axis after the other.
 
     ``out[..., a, b, c] = min over (x, y, z) of costs[..., x, y, z]
-    + weight * ((a - x)^2 + (b - y)^2 + (c - z)^2)``
+    + weight * ((a + o_0 - x)^2 + (b + o_1 - y)^2 + (c + o_2 - z)^2)``
 
     Parameters
     ----------
     costs : numpy.ndarray, shape (m, R, R, R)
     weight : float
+    offsets : numpy.ndarray, shape (m, 3), optional
+        ``(o_0, o_1, o_2)`` of every cube, in label steps (default 0).
     """
     out = np.asarray(costs, dtype=np.float64)
+    shifts = np.zeros((len(out), 3)) if offsets is None else np.asarray(offsets, np.float64)
     for axis in (1, 2, 3):
         moved = np.moveaxis(out, axis, -1)
-        lines = distance_transform_1d(moved.reshape(-1, moved.shape[-1]), weight)
+        # one offset per line: the cube's offset along this axis, repeated over its lines
+        line_shifts = np.repeat(shifts[:, axis - 1], np.prod(moved.shape[1:-1]))
+        lines = distance_transform_1d(moved.reshape(-1, moved.shape[-1]), weight, line_shifts)
         out = np.moveaxis(lines.reshape(moved.shape), -1, axis)
     return np.ascontiguousarray(out)
 
 
 # ------------------------------------------------------------------ belief propagation
 def tree_belief_propagation(unary: np.ndarray, order: np.ndarray, parents: np.ndarray,
-                            label_shape, weight: float) -> np.ndarray:
-    """Exact minimum of ``sum_p unary[p, l_p] + weight * sum_edges |l_p - l_q|^2`` on a tree.
+                            label_shape, weight: float, offsets=None) -> np.ndarray:
+    """Exact minimum of ``sum_p unary[p, l_p] + weight * sum_edges |l_p + o_p - l_q|^2``
+    on a tree (``q`` the parent of ``p``).
 
     Two passes: messages from the leaves to the root (each a distance transform), then
     the best label of every node given its parent's, from the root to the leaves.
@@ -305,6 +319,10 @@ def tree_belief_propagation(unary: np.ndarray, order: np.ndarray, parents: np.nd
         ``(R, R, R)`` with ``R^3 = L``; label distances are measured on this cube.
     weight : float
         Penalty per squared label step between tree neighbours.
+    offsets : numpy.ndarray, shape (P, 3), optional
+        What each node's displacement already differs from its parent's before this
+        optimisation, in label steps (``o_p``; default 0). With it the penalty is on the
+        difference of the whole displacements, not only of the labels chosen now.
 
     Returns
     -------
@@ -312,10 +330,14 @@ def tree_belief_propagation(unary: np.ndarray, order: np.ndarray, parents: np.nd
         The chosen label of every node.
     """
     total = np.array(unary, dtype=np.float64)
+    shifts = np.zeros((len(total), 3)) if offsets is None else np.asarray(offsets, np.float64)
     depth = _depths(order, parents)
     by_depth = [order[depth[order] == d] for d in range(depth.max() + 1)]
     for nodes in reversed(by_depth[1:]):  # upward: leaves first
-        message = distance_transform(total[nodes].reshape(len(nodes), *label_shape), weight)
+        # the message to the parent, for its label l_q: min over l_p of
+        # total_p(l_p) + weight |l_p + o_p - l_q|^2, i.e. the envelope read at l_q - o_p
+        message = distance_transform(total[nodes].reshape(len(nodes), *label_shape), weight,
+                                     -shifts[nodes])
         message = message.reshape(len(nodes), -1)
         message -= message.min(1, keepdims=True)  # keeps numbers small; argmins unchanged
         np.add.at(total, parents[nodes], message)
@@ -324,8 +346,8 @@ def tree_belief_propagation(unary: np.ndarray, order: np.ndarray, parents: np.nd
     labels = np.empty(len(parents), dtype=np.int64)
     labels[by_depth[0]] = np.argmin(total[by_depth[0]], axis=1)
     for nodes in by_depth[1:]:  # downward: every node given its parent's choice
-        parent_label = grid[labels[parents[nodes]]]  # (n, 3)
-        penalty = weight * ((grid[None] - parent_label[:, None]) ** 2).sum(-1)
+        target = grid[labels[parents[nodes]]] - shifts[nodes]  # (n, 3)
+        penalty = weight * ((grid[None] - target[:, None]) ** 2).sum(-1)
         labels[nodes] = np.argmin(total[nodes] + penalty, axis=1)
     return labels
 
@@ -363,7 +385,8 @@ def make_inverse_consistent(forward: torch.Tensor, backward: torch.Tensor,
 
 def register_level(fixed_features: torch.Tensor, moving_features: torch.Tensor,
                    fixed_image: torch.Tensor, *, spacing: int, radius: int,
-                   quantisation: int, alpha: float, timings=None) -> tuple[torch.Tensor, dict]:
+                   quantisation: int, alpha: float, prior=None,
+                   timings=None) -> tuple[torch.Tensor, dict]:
     """One level: the best displacement of every control point, as a dense field.
 
     Parameters
@@ -377,6 +400,11 @@ def register_level(fixed_features: torch.Tensor, moving_features: torch.Tensor,
         Control-point spacing, search radius (in steps) and step size, in voxels.
     alpha : float
         Regularisation weight.
+    prior : torch.Tensor, shape (3, D, H, W), optional
+        The deformation found so far (by the previous levels, beyond the affine step).
+        Given, the penalty is on the gradient of ``prior + step``, as in deeds: a level
+        also smooths what the previous ones left. Without it, only the step's own
+        gradient is penalised.
     timings : dict, optional
         Seconds of ``"cost volume"`` and ``"belief propagation"`` are added to it.
 
@@ -394,8 +422,9 @@ def register_level(fixed_features: torch.Tensor, moving_features: torch.Tensor,
     offsets, _ = patch_offsets(spacing)
     candidates = displacement_labels(radius, quantisation)
     start = time.perf_counter()
-    cost = cost_volume(fixed_features, moving_features, spacing=spacing, radius=radius,
-                       quantisation=quantisation, offsets=offsets)
+    # the compiled twin of cost_volume: the same numbers, a fraction of the time
+    cost = cost_volume_compiled(fixed_features, moving_features, spacing=spacing,
+                                radius=radius, quantisation=quantisation, offsets=offsets)
     _add_time(timings, "cost volume", start)
     start = time.perf_counter()
     order, parents = minimum_spanning_tree(fixed_image, points, grid_shape, spacing)
@@ -403,8 +432,13 @@ def register_level(fixed_features: torch.Tensor, moving_features: torch.Tensor,
     weight = alpha * quantisation ** 2 / spacing ** 2
     side = 2 * radius + 1
     # the compiled twin of tree_belief_propagation: same labels, a fraction of the time
+    offsets = None
+    if prior is not None:  # what each point already moves more than its parent, in steps
+        inside = np.minimum(points, np.array(shape) - 1)
+        before = prior[(slice(None), *torch.from_numpy(inside).T)].T.numpy().astype(np.float64)
+        offsets = np.where(parents[:, None] >= 0, before - before[parents], 0) / quantisation
     labels = tree_belief_propagation_compiled(cost.numpy(), order, parents, (side,) * 3,
-                                              weight)
+                                              weight, offsets)
     _add_time(timings, "belief propagation", start)
     chosen = candidates[labels].astype(np.float32)
     field = dense_field(chosen, grid_shape, spacing, shape)
@@ -415,7 +449,9 @@ def register_level(fixed_features: torch.Tensor, moving_features: torch.Tensor,
 
 def deformable_registration(fixed_image, moving_image, fixed_features, moving_features,
                             forward, backward, *, spacings, radii, quantisations,
-                            alpha: float, symmetric: bool = True, timings=None,
+                            alpha: float, symmetric: bool = True,
+                            consistency_iterations: int = 2,
+                            regularise_total: bool = True, timings=None,
                             keep_levels: bool = False):
     """All levels of the deformable step, coarse to fine, starting from given fields.
 
@@ -434,6 +470,11 @@ def deformable_registration(fixed_image, moving_image, fixed_features, moving_fe
         Regularisation weight.
     symmetric : bool
         Also register moving -> fixed and make both fields inverse-consistent.
+    consistency_iterations : int
+        Rounds of :func:`make_inverse_consistent` after each level (when symmetric).
+    regularise_total : bool
+        Penalise the gradient of the whole deformation so far (beyond the initial
+        fields), not only of each level's step (see :func:`register_level`).
     timings : dict, optional
         Seconds spent in ``"cost volume"``, ``"belief propagation"`` and ``"warping"``
         are added to it (summed over both directions, which run on two threads).
@@ -448,6 +489,7 @@ def deformable_registration(fixed_image, moving_image, fixed_features, moving_fe
     """
     timings = {} if timings is None else timings
     levels = []
+    initial = {"forward": forward, "backward": backward}  # e.g. the affine step
     smoothed = {}  # box size -> both images' MIND smoothed with it (computed once)
     for spacing, radius, quantisation in zip(spacings, radii, quantisations):
         box = patch_offsets(spacing)[1]
@@ -457,17 +499,21 @@ def deformable_registration(fixed_image, moving_image, fixed_features, moving_fe
                              smooth_features(moving_features, box))
             _add_time(timings, "cost volume", start)
         fixed_smooth, moving_smooth = smoothed[box]
-        directions = [(fixed_image, fixed_smooth, moving_smooth, forward)]
+        directions = [(fixed_image, fixed_smooth, moving_smooth, forward, "forward")]
         if symmetric:
-            directions.append((moving_image, moving_smooth, fixed_smooth, backward))
+            directions.append((moving_image, moving_smooth, fixed_smooth, backward,
+                               "backward"))
 
-        def one_direction(image, own, other, field, clock, level=(spacing, radius, quantisation)):
+        def one_direction(image, own, other, field, name, clock,
+                          level=(spacing, radius, quantisation)):
             start = time.perf_counter()
             # smoothing and warping nearly commute for smooth fields: warp the smoothed copy
             warped = warp_image(other, field, padding="border")
             _add_time(clock, "warping", start)
+            prior = field - initial[name] if regularise_total else None
             step, _ = register_level(own, warped, image, spacing=level[0], radius=level[1],
-                                     quantisation=level[2], alpha=alpha, timings=clock)
+                                     quantisation=level[2], alpha=alpha, prior=prior,
+                                     timings=clock)
             start = time.perf_counter()
             composed = compose(field, step)
             _add_time(clock, "warping", start)
@@ -484,7 +530,7 @@ def deformable_registration(fixed_image, moving_image, fixed_features, moving_fe
                 timings[name] = timings.get(name, 0.0) + seconds
         if symmetric:
             start = time.perf_counter()
-            forward, backward = make_inverse_consistent(*updated)
+            forward, backward = make_inverse_consistent(*updated, consistency_iterations)
             _add_time(timings, "warping", start)
         else:
             forward = updated[0]
