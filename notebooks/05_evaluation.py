@@ -254,22 +254,23 @@ for line in evaluation.findings(results):
 # the same table):
 #
 # - **Classification beats regression: carries over.** Slic + Adam beats regression +
-#   random walk by 13.4 points with DeepLab (paper: 14.7) and by 6.3 with the UNet, with
+#   random walk by 13.2 points with DeepLab (paper: 14.7) and by 17.9 with the UNet, with
 #   far less folding. A network that only has to *recognise* supervoxels learns more from
 #   the same teacher than one that has to *measure* displacements, and the Adam alignment
 #   averages away many of its mistakes.
 # - **Student vs teacher speed: carries over.** The alignment step takes about a second
-#   on a 2-core CPU against about 12 s for deeds-lite, and the network's inference adds
+#   on a 2-core CPU against about 7 s for deeds-lite, and the network's inference adds
 #   a fraction of a second.
 # - **DeepLab vs UNet: the same direction.** The paper finds DeepLab 6.8 points better, the
-#   phantom 7.8; but the spread over 9 subjects is large (exercise 3 asks whether the
+#   phantom 8.3; but the spread over 9 subjects is large (exercise 3 asks whether the
 #   difference is meaningful), and our lite networks read 8 mm scans and were trained for
 #   300 instead of several thousand iterations.
 # - **The student stays below its teacher.** Slic-Reg reaches 70% of the teacher's
-#   avg(4) on the phantom (60.1 vs 85.8), and its landmarks end 12.6 mm from their true
-#   partners against the teacher's 4.8 mm. On subject #1, the same alignment on the
-#   teacher's own supervoxels reaches 80.8% against 70.3% with the network's (notebook
-#   04): both the network and the supervoxel representation lose accuracy.
+#   avg(4) on the phantom (60.8 vs 86.9), and its landmarks end 12.3 mm from their true
+#   partners against the teacher's 4.4 mm. The two measurement rows say where the 26
+#   points go: about 3 to the keypoint + spline representation (the teacher's own field
+#   through it: 84.1), 7 to aligning supervoxels with Adam (a perfect network: 77.0), and
+#   16 to the lite network's mistakes.
 # - **Absolute numbers do not transfer.** Every phantom subject is a smooth deformation of
 #   one anatomy, so a conventional registration finds the organs more easily than on
 #   real patients, whose anatomy differs in ways no smooth map explains: the teacher's

@@ -175,22 +175,22 @@ class TeacherConfig:
 #: deeds-lite's settings for real CT: :func:`get_config` applies them with
 #: ``real_ct=True`` (the command line does for every data source but the phantom).
 #: Measured on a real abdominal CT registered to itself under a known smooth deformation
-#: (``benchmarks/bench_teacher_vs_deeds.py``), with MIND dilation 1:
+#: (``benchmarks/bench_teacher_vs_deeds.py``) at three voxel sizes, with MIND dilation 1
+#: (Dice %, mean endpoint error mm; 2 mm with the ``paper`` preset's levels):
 #:
-#: =====  ===========================  ===========================
-#: alpha  3 mm voxels: Dice %, EPE mm  4 mm voxels: Dice %, EPE mm
-#: =====  ===========================  ===========================
-#: 4      83.7, 2.04                   76.7, 3.47
-#: 8      83.0, 2.11                   75.2, 3.51
-#: 12     82.3, 2.20                   73.8, 3.56
-#: =====  ===========================  ===========================
+#: =====  ===========  ===========  ===========
+#: alpha  2 mm         3 mm         4 mm
+#: =====  ===========  ===========  ===========
+#: 4      90.9, 0.96   83.8, 2.12   76.7, 3.47
+#: 8      90.6, 0.98   83.0, 2.11   75.2, 3.51
+#: 12                  82.3, 2.20   73.8, 3.56
+#: 24     88.9, 1.11
+#: =====  ===========  ===========  ===========
 #:
 #: Real tissue shows less contrast between neighbouring organs than the phantom, so a
 #: weaker prior lets the data speak (on the phantom alpha 4 gave avg(4) 86.6 % but a
-#: landmark error of 4.5 mm against 4.4 with 12). ``paper`` (2 mm) keeps the same ratio
-#: to its phantom value (24 / 3).
-REAL_CT_TEACHER = {"smoke": {"regularisation": 4.0}, "lite": {"regularisation": 4.0},
-                   "paper": {"regularisation": 8.0}}
+#: landmark error of 4.5 mm against 4.4 with 12).
+REAL_CT_TEACHER = {preset: {"regularisation": 4.0} for preset in ("smoke", "lite", "paper")}
 
 
 @dataclass(frozen=True)
@@ -373,7 +373,8 @@ def _paper() -> Config:
                               affine_iterations=(2, 2, 2), grid_spacings=(12, 10, 8, 6, 5),
                               search_radii=(6, 5, 4, 3, 2), quantisations=(3, 2, 2, 1, 1),
                               # at 2 mm, alpha 8 folded 2.0% of a pair; 24 folds 0.6% with
-                              # the same Dice (85.3 vs 85.8% avg(4), subject 2 <- 38)
+                              # the same Dice (85.3 vs 85.8% avg(4), subject 2 <- 38); with
+                              # the penalty on the whole deformation: 95.3%, no folding
                               regularisation=24.0),
         network=NetworkConfig(input_shape=(192, 160, 256)),
         training=TrainingConfig(iterations=4000, batch_size=4),

@@ -274,7 +274,10 @@ def test_cli_train_publishes_weights_for_another_source(shared, tmp_path, monkey
     assert code == 0
     data = open_source(f"bcv:{data_folder}", SMOKE)
     [published] = folder.glob("smoke/bcv-*/deeplab_slic.pt")
-    assert weights.shipped_weights(SMOKE, data, "deeplab", "slic") == published
+    # trained with the teacher's settings for real scans (the default for --data bcv:)
+    real = get_config("smoke", real_ct=True)
+    assert weights.shipped_weights(real, data, "deeplab", "slic") == published
+    assert weights.shipped_weights(SMOKE, data, "deeplab", "slic") is None
     entry = json.loads((folder / "manifest.json").read_text())
     assert entry[str(published.relative_to(folder))]["command"].endswith(
         f"--data {data.spec} --backbone deeplab --head slic")
@@ -294,8 +297,8 @@ def test_cli_bad_scans_are_named(shared, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("arguments, real", [
-    (["run"], False), (["run", "--scans", "ct"], True),
-    (["run", "--data", "bcv:DIR"], True), (["run", "--data", "bcv:DIR", "--scans", "phantom"], False),
+    (["run"], False), (["run", "--scans", "ct"], True), (["run", "--data", "bcv:DIR"], True),
+    (["run", "--data", "bcv:DIR", "--scans", "phantom"], False),
 ])
 def test_the_teacher_takes_real_ct_settings_for_real_data(arguments, real):
     from slicreg_lite.__main__ import _real_ct, build_parser
