@@ -207,8 +207,8 @@ if data.kind == "phantom":
 
 # %% [markdown]
 # The same view of Slic-Reg's own field for this subject, and per organ: Dice beside the
-# mean endpoint error inside the organ. The liver reaches the highest Dice (83% under
-# `lite`), yet inside it Slic-Reg's field is off by 17 mm on average, more than inside
+# mean endpoint error inside the organ. The liver reaches the highest Dice (85% under
+# `lite`), yet inside it Slic-Reg's field is off by 15 mm on average, more than inside
 # most small organs: a large homogeneous organ gives the image nothing to align inside
 # it. Outside the organs the error is larger still, most of all among the bowel loops,
 # which differ between subjects and have no true partner to find in the image.
