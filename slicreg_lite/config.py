@@ -146,7 +146,7 @@ class TeacherConfig:
     """deeds-lite: MIND-SSC + affine block matching + discrete MST optimisation.
 
     Sizes are in voxels of the registered images; the defaults suit the phantom at 4 mm.
-    Real CT is best with weaker regularisation (:data:`REAL_CT_TEACHER`).
+    Real CT is best with a data cost that keeps its fine texture (:data:`REAL_CT_TEACHER`).
     """
 
     mind_radius: int = 1  # patch half-size of MIND
@@ -171,27 +171,36 @@ class TeacherConfig:
     # only of each level's step: a finer level also smooths what coarser ones left
     # (real CT: endpoint error 2.56 -> 2.29 mm; phantom: avg(4) 85.9 -> 86.5 %)
     regularise_total: bool = True
+    # the data cost's samples of a control point's patch: 8 or 27, each reading features
+    # averaged over a small box (smooth_patch) or its own voxel (see patch_offsets)
+    patch_samples: int = 8
+    smooth_patch: bool = True
 
 
 #: deeds-lite's settings for real CT: :func:`get_config` applies them with
 #: ``real_ct=True`` (the command line does for every data source but the phantom).
 #: Measured on a real abdominal CT registered to itself under a known smooth deformation
-#: (``benchmarks/bench_teacher_vs_deeds.py``) at three voxel sizes, with MIND dilation 1
-#: (Dice %, mean endpoint error mm; 2 mm with the ``paper`` preset's levels):
+#: (``benchmarks/bench_teacher_vs_deeds.py``) at three voxel sizes (Dice %, mean endpoint
+#: error mm; 2 mm with the ``paper`` preset's levels, the others with ``lite``'s):
 #:
-#: =====  ===========  ===========  ===========
-#: alpha  2 mm         3 mm         4 mm
-#: =====  ===========  ===========  ===========
-#: 4      90.9, 0.96   83.8, 2.12   76.7, 3.47
-#: 8      90.6, 0.98   83.0, 2.11   75.2, 3.51
-#: 12                  82.3, 2.20   73.8, 3.56
-#: 24     88.9, 1.11
-#: =====  ===========  ===========  ===========
+#: ==========================================  ===========  ===========  ===========
+#: data cost, alpha                            2 mm         3 mm         4 mm
+#: ==========================================  ===========  ===========  ===========
+#: 8 box-smoothed samples, alpha 12 (phantom)               82.3, 2.20   73.8, 3.56
+#: 8 box-smoothed samples, alpha 4             90.9, 0.96   83.8, 2.12   76.7, 3.47
+#: 8 samples of single voxels, alpha 12                     85.0, 1.77
+#: 27 samples of single voxels, alpha 12                                 80.0, 3.01
+#: 27 samples of single voxels, alpha 16                    86.4, 1.74
+#: 27 samples of single voxels, alpha 24       90.1, 0.83   85.8, 1.72   78.4, 2.92
+#: 27 samples of single voxels, alpha 32                    84.8, 1.71
+#: deedsBCV (its defaults), for reference      89.1, 0.80   80.9, 1.74
+#: ==========================================  ===========  ===========  ===========
 #:
-#: Real tissue shows less contrast between neighbouring organs than the phantom, so a
-#: weaker prior lets the data speak (on the phantom alpha 4 gave avg(4) 86.6 % but a
-#: landmark error of 4.5 mm against 4.4 with 12).
-REAL_CT_TEACHER = {preset: {"regularisation": 4.0} for preset in ("smoke", "lite", "paper")}
+#: Real CT has fine texture that a box average over each sample blurs away (the phantom
+#: has little, and keeps the smoothed 8 samples); with 27 samples the data cost is about
+#: 3x larger, hence the larger alpha.
+REAL_CT_TEACHER = {preset: {"regularisation": 24.0, "patch_samples": 27, "smooth_patch": False}
+                   for preset in ("smoke", "lite", "paper")}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """deeds-lite: MIND, the distance transform, tree belief propagation, affine and the whole
 registration on phantom scans with known answers."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -145,6 +146,34 @@ def test_spanning_tree_spans_the_grid(scan):
     child = np.flatnonzero(parents >= 0)
     steps = np.abs(points[child] - points[parents[child]]).sum(1)
     assert (steps == 6).all()
+
+
+@pytest.mark.parametrize("spacing", [3, 4, 5, 7, 12])
+def test_patch_samples(spacing):
+    eight, box = D.patch_offsets(spacing)
+    assert eight.shape == (8, 3) and box == 2 * max(1, spacing // 4) + 1
+    assert not eight.sum(0).any()  # symmetric around the control point
+    many, single = D.patch_offsets(spacing, 27, smooth=False)
+    assert len({tuple(o) for o in many}) == 27 and single == 1
+    assert not many.sum(0).any() and [0, 0, 0] in many.tolist()
+    assert D.patch_offsets(spacing, 27)[1] == box
+    with pytest.raises(ValueError, match="samples must be 8 or 27"):
+        D.patch_offsets(spacing, 9)
+
+
+def test_real_ct_settings_recover_a_known_translation(scan):
+    shift = np.array([2.0, -1.0, 1.0])
+    moving = warp_image(scan.image, np.broadcast_to(shift[:, None, None, None],
+                                                    (3, *scan.shape)).copy())
+    real = get_config("lite", real_ct=True).teacher
+    cfg = dataclasses.replace(SMALL.teacher, patch_samples=real.patch_samples,
+                              smooth_patch=real.smooth_patch,
+                              regularisation=real.regularisation)
+    result = register(scan.image, moving, cfg)
+    body = body_mask(scan.image)
+    # moving(x) = scan(x + shift): fixed voxel x lies at moving voxel x - shift
+    np.testing.assert_allclose(np.median(result.displacement[:, body], axis=1), -shift,
+                               atol=0.3)
 
 
 def test_cost_volume_is_lowest_at_the_true_shift(scan):

@@ -120,7 +120,8 @@ def register(fixed, moving, cfg, *, affine=None, keep_levels: bool = False) -> T
         forward, backward, spacings=cfg.grid_spacings, radii=cfg.search_radii,
         quantisations=cfg.quantisations, alpha=cfg.regularisation,
         symmetric=cfg.symmetric, consistency_iterations=cfg.consistency_iterations,
-        regularise_total=cfg.regularise_total, timings=timings, keep_levels=keep_levels)
+        regularise_total=cfg.regularise_total, patch_samples=cfg.patch_samples,
+        smooth_patch=cfg.smooth_patch, timings=timings, keep_levels=keep_levels)
     timings["total"] = time.perf_counter() - begin
     return TeacherResult(affine, forward.numpy(), backward.numpy(), timings,
                          [level.numpy() for level in levels])

@@ -65,17 +65,26 @@ def displacement_labels(radius: int, quantisation: int) -> np.ndarray:
     return np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
 
 
-def patch_offsets(spacing: int) -> tuple[np.ndarray, int]:
-    """The 8 sample positions of a control point's patch, and the box size to smooth with.
+def patch_offsets(spacing: int, samples: int = 8,
+                  smooth: bool = True) -> tuple[np.ndarray, int]:
+    """The sample positions of a control point's patch, and the box size to smooth with.
 
-    The patch around a control point is represented by 8 sub-blocks at ``+-half`` along
-    each axis (``half = spacing // 4``); each sample reads features averaged over a
-    ``(2 half + 1)^3`` box, so the 8 samples together cover about one grid cell.
+    ``samples=8``: 2 x 2 x 2 sub-blocks at ``+-half`` along each axis (``half = spacing //
+    4``); ``samples=27``: 3 x 3 x 3 positions ``-step, 0, +step`` (``step = spacing // 3``).
+    With ``smooth`` each sample reads features averaged over a ``(2 half + 1)^3`` box, so
+    that the 8 samples together cover about one grid cell; without, each reads its own
+    voxel: finer texture, which real CT has and the phantom lacks.
     """
-    half = max(1, spacing // 4)
-    signs = np.array([-1, 1])
-    offsets = np.stack(np.meshgrid(signs, signs, signs, indexing="ij"), -1).reshape(-1, 3)
-    return offsets * half, 2 * half + 1
+    if samples == 8:
+        half = max(1, spacing // 4)
+        steps = np.array([-1, 1]) * half
+    elif samples == 27:
+        half = max(1, spacing // 3)
+        steps = np.array([-1, 0, 1]) * half
+    else:
+        raise ValueError(f"samples must be 8 or 27; got {samples}")
+    offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
+    return offsets, (2 * max(1, spacing // 4) + 1) if smooth else 1
 
 
 def smooth_features(features: torch.Tensor, box: int) -> torch.Tensor:
@@ -385,15 +394,16 @@ def make_inverse_consistent(forward: torch.Tensor, backward: torch.Tensor,
 
 def register_level(fixed_features: torch.Tensor, moving_features: torch.Tensor,
                    fixed_image: torch.Tensor, *, spacing: int, radius: int,
-                   quantisation: int, alpha: float, prior=None,
-                   timings=None) -> tuple[torch.Tensor, dict]:
+                   quantisation: int, alpha: float, prior=None, patch_samples: int = 8,
+                   smooth_patch: bool = True, timings=None) -> tuple[torch.Tensor, dict]:
     """One level: the best displacement of every control point, as a dense field.
 
     Parameters
     ----------
     fixed_features, moving_features : torch.Tensor, shape (C, D, H, W)
         MIND of the fixed image and of the moving image *as currently warped*, both
-        smoothed with the box of :func:`patch_offsets` for this ``spacing``.
+        smoothed with the box of :func:`patch_offsets` for this ``spacing`` (and
+        ``patch_samples``, ``smooth_patch``, which choose the patch's samples).
     fixed_image : torch.Tensor, shape (D, H, W)
         Intensities of the fixed image, for the spanning tree.
     spacing, radius, quantisation : int
@@ -419,7 +429,7 @@ def register_level(fixed_features: torch.Tensor, moving_features: torch.Tensor,
     timings = {} if timings is None else timings
     shape = tuple(fixed_image.shape)
     points, grid_shape = control_points(shape, spacing)
-    offsets, _ = patch_offsets(spacing)
+    offsets, _ = patch_offsets(spacing, patch_samples, smooth_patch)
     candidates = displacement_labels(radius, quantisation)
     start = time.perf_counter()
     # the compiled twin of cost_volume: the same numbers, a fraction of the time
@@ -451,7 +461,8 @@ def deformable_registration(fixed_image, moving_image, fixed_features, moving_fe
                             forward, backward, *, spacings, radii, quantisations,
                             alpha: float, symmetric: bool = True,
                             consistency_iterations: int = 2,
-                            regularise_total: bool = True, timings=None,
+                            regularise_total: bool = True, patch_samples: int = 8,
+                            smooth_patch: bool = True, timings=None,
                             keep_levels: bool = False):
     """All levels of the deformable step, coarse to fine, starting from given fields.
 
@@ -475,6 +486,8 @@ def deformable_registration(fixed_image, moving_image, fixed_features, moving_fe
     regularise_total : bool
         Penalise the gradient of the whole deformation so far (beyond the initial
         fields), not only of each level's step (see :func:`register_level`).
+    patch_samples, smooth_patch
+        The samples of a control point's patch in the data cost (:func:`patch_offsets`).
     timings : dict, optional
         Seconds spent in ``"cost volume"``, ``"belief propagation"`` and ``"warping"``
         are added to it (summed over both directions, which run on two threads).
@@ -492,7 +505,7 @@ def deformable_registration(fixed_image, moving_image, fixed_features, moving_fe
     initial = {"forward": forward, "backward": backward}  # e.g. the affine step
     smoothed = {}  # box size -> both images' MIND smoothed with it (computed once)
     for spacing, radius, quantisation in zip(spacings, radii, quantisations):
-        box = patch_offsets(spacing)[1]
+        box = patch_offsets(spacing, patch_samples, smooth_patch)[1]
         if box not in smoothed:
             start = time.perf_counter()
             smoothed[box] = (smooth_features(fixed_features, box),
@@ -513,7 +526,8 @@ def deformable_registration(fixed_image, moving_image, fixed_features, moving_fe
             prior = field - initial[name] if regularise_total else None
             step, _ = register_level(own, warped, image, spacing=level[0], radius=level[1],
                                      quantisation=level[2], alpha=alpha, prior=prior,
-                                     timings=clock)
+                                     patch_samples=patch_samples,
+                                     smooth_patch=smooth_patch, timings=clock)
             start = time.perf_counter()
             composed = compose(field, step)
             _add_time(clock, "warping", start)
