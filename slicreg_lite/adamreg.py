@@ -54,6 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import check_points
 from .config import AdamConfig, config_section
 from .spatial import resize, resize_displacement
 
@@ -115,7 +116,7 @@ def keypoint_graph(points, k: int) -> KeypointGraph:
     """
     from scipy.spatial import cKDTree
 
-    points = _check_points(points)
+    points = check_points(points, minimum=2)
     n = len(points)
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < n:
         raise ValueError(f"k must be an integer with 1 <= k < N = {n} keypoints; got {k!r}")
@@ -126,15 +127,6 @@ def keypoint_graph(points, k: int) -> KeypointGraph:
     own[~own.any(1), -1] = True  # a duplicate pushed the point itself out: drop the last
     neighbours = index[~own].reshape(n, k)
     return KeypointGraph(points, neighbours.astype(np.int64))
-
-
-def _check_points(points, name: str = "points") -> np.ndarray:
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 2:
-        raise ValueError(f"{name} must have shape (N, 3) with N >= 2; got {points.shape}")
-    if not np.isfinite(points).all():
-        raise ValueError(f"{name} contains NaN or Inf values")
-    return points
 
 
 def edge_differences(displacements, graph: KeypointGraph) -> float:
@@ -469,7 +461,7 @@ def thin_plate_spline(points, values, shape, *, smoothing: float = 0.001,
     """
     from scipy.interpolate import RBFInterpolator
 
-    points = _check_points(points)
+    points = check_points(points, minimum=2)
     values = np.asarray(values, dtype=np.float64)
     if values.shape != points.shape:
         raise ValueError(f"values must have the points' shape {points.shape}; got "

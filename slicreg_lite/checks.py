@@ -73,3 +73,21 @@ def check_affine(affine, name: str = "affine") -> np.ndarray:
     if abs(np.linalg.det(A[:3, :3])) < 1e-12:
         raise ValueError(f"{name} must have an invertible 3 x 3 part; got {A[:3, :3].tolist()}")
     return A
+
+
+def check_points(points, name: str = "points", *, minimum: int = 0) -> np.ndarray:
+    """A float64 ``(N, 3)`` array of finite voxel coordinates, at least ``minimum`` rows.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the expected and the received shape, or the NaN / Inf found.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) < minimum:
+        at_least = f" with N >= {minimum}" if minimum else ""
+        raise ValueError(f"{name} must have shape (N, 3) in voxel coordinates{at_least}; "
+                         f"got {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError(f"{name} contains NaN or Inf; expected finite voxel coordinates")
+    return points

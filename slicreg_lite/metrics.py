@@ -49,7 +49,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .checks import check_labels, check_volume
+from .checks import check_labels, check_points, check_volume
 from .config import LABEL_NAMES, LARGE_ORGANS, NUM_LABELS
 
 #: Every BTCV label number, 1..13 (0 is background and never scored).
@@ -779,16 +779,6 @@ def _spacing(spacing) -> np.ndarray:
     return spacing
 
 
-def _check_points(points, name: str) -> np.ndarray:
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"{name} must have shape (N, 3) in voxel coordinates; "
-                         f"got {points.shape}")
-    if not np.isfinite(points).all():
-        raise ValueError(f"{name} contains NaN or Inf; expected finite voxel coordinates")
-    return points
-
-
 def target_registration_error(displacement, fixed_points, moving_points,
                               spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
     """Target registration error (TRE, mm) of a field at corresponding landmarks.
@@ -826,8 +816,8 @@ def target_registration_error(displacement, fixed_points, moving_points,
     from scipy.ndimage import map_coordinates
 
     u = _check_displacement(displacement)
-    fixed = _check_points(fixed_points, "fixed_points")
-    moving = _check_points(moving_points, "moving_points")
+    fixed = check_points(fixed_points, "fixed_points")
+    moving = check_points(moving_points, "moving_points")
     if fixed.shape != moving.shape:
         raise ValueError(f"fixed_points and moving_points must pair up; got {fixed.shape[0]} "
                          f"and {moving.shape[0]} points")
