@@ -12,7 +12,11 @@ each of the template's 16 layers it belongs to. Registration is then a small pro
 3. **Adam** moves every keypoint so that the moving scan's features, sampled
    (trilinearly, differentiably) at the displaced keypoint, match the template's features
    at the keypoint, while ``alpha`` x the squared differences of neighbouring
-   displacements keeps the motion smooth (:func:`align_keypoints`).
+   displacements keeps the motion smooth (:func:`align_keypoints`). Optionally
+   (``centre_weight``, on under ``lite``) it starts from, and is drawn towards, the
+   centre of each keypoint's supervoxel as predicted in the moving scan
+   (:func:`moving_scan`): a direct guess of the displacement that the smoothed features
+   blur.
 4. A **thin-plate spline** extrapolates the keypoint displacements to a dense field
    (:func:`thin_plate_spline`), evaluated on a coarse grid and upsampled.
 
@@ -47,6 +51,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -173,7 +178,7 @@ def _box_filter(volume: torch.Tensor, kernel: int) -> torch.Tensor:
 
 def supervoxel_features(layers, shape, *, n_classes: int = 128, n_channels: int = 16,
                         pool_kernel: int = 5, seed: int = 4) -> torch.Tensor:
-    """Smooth feature channels from supervoxel labels (METHOD.md, step 4).
+    """Smooth feature channels from supervoxel labels (step 4; notebook 04).
 
     Parameters
     ----------
@@ -221,6 +226,16 @@ def channels_last(features: torch.Tensor) -> torch.Tensor:
 _CORNERS = torch.tensor([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
 
 
+@functools.lru_cache(maxsize=8)
+def _grid_constants(shape: tuple) -> tuple:
+    """For :func:`sample_features` on a grid: the last voxel, the highest lower corner,
+    and the table-row offsets of the 8 corners of a cell (computed once per grid)."""
+    size = torch.tensor(shape)
+    corners = _CORNERS.clamp(max=size - 1)  # an axis of length 1 has one corner
+    strides = torch.tensor([shape[1] * shape[2], shape[2], 1])
+    return size - 1, (size - 2).clamp(min=0), (corners * strides).sum(-1)[None]
+
+
 def sample_features(table: torch.Tensor, shape, coords: torch.Tensor) -> torch.Tensor:
     """Trilinear interpolation of a channels-last feature table at voxel coordinates.
 
@@ -245,17 +260,19 @@ def sample_features(table: torch.Tensor, shape, coords: torch.Tensor) -> torch.T
     >>> sample_features(channels_last(volume), (2, 2, 2), torch.tensor([[0.5, 0.5, 0.5]]))
     tensor([[3.5000]])
     """
-    size = torch.tensor(shape, dtype=coords.dtype)
-    coords = torch.minimum(coords.clamp(min=0), size - 1)
+    last, highest_base, corner_rows = _grid_constants(tuple(shape))
+    coords = torch.minimum(coords.clamp(min=0), last.to(coords.dtype))
     # the lower corner, kept one below the last voxel so that corner + 1 exists
-    base = torch.minimum(coords.detach().floor(), (size - 2).clamp(min=0))
+    base = torch.minimum(coords.detach().floor(), highest_base.to(coords.dtype))
     frac = coords - base  # carries the gradient
     base = base.long()
-    strides = torch.tensor([shape[1] * shape[2], shape[2], 1])
-    corners = _CORNERS.clamp(max=torch.tensor(shape) - 1)  # an axis of length 1
-    index = ((base[:, None] + corners[None]) * strides).sum(-1)  # (N, 8) rows of the table
-    # weight of each corner: the product over axes of frac or 1 - frac
-    weights = torch.where(_CORNERS.bool()[None], frac[:, None], 1 - frac[:, None]).prod(-1)
+    strides = corner_rows.new_tensor([shape[1] * shape[2], shape[2], 1])
+    index = (base * strides).sum(-1, keepdim=True) + corner_rows  # (N, 8) rows of the table
+    # weight of each corner: the product over axes of frac or 1 - frac, as an outer
+    # product of the three axes' (1 - frac, frac) pairs, in the order of _CORNERS
+    pairs = torch.stack([1 - frac, frac], -1)  # (N, 3, 2)
+    weights = (pairs[:, 0, :, None, None] * pairs[:, 1, None, :, None]
+               * pairs[:, 2, None, None, :]).reshape(len(coords), 8)
     values = table.index_select(0, index.reshape(-1)).reshape(len(coords), 8, -1)
     # one small matrix product per keypoint: (1 x 8) weights times (8 x C) corner values
     return torch.bmm(weights[:, None].to(values.dtype), values)[:, 0]
@@ -351,14 +368,84 @@ def moving_features(layers, template: Template, cfg) -> torch.Tensor:
                                pool_kernel=adam.pool_kernel, seed=adam.seed)
 
 
+@dataclass
+class MovingScan:
+    """What the alignment needs from a moving scan's (predicted) supervoxel layers.
+
+    Attributes
+    ----------
+    features : torch.Tensor, shape (C, *template.feature_shape)
+        Folded, smoothed one-hot features (:func:`moving_features`).
+    centres : numpy.ndarray, shape (N, 3)
+        Where each keypoint's supervoxel lies in the moving scan: the centre of mass of
+        its label there, voxels of the supervoxel grid; NaN where the label is absent.
+    """
+
+    features: torch.Tensor
+    centres: np.ndarray
+
+
+def moving_scan(layers, template: Template, cfg) -> MovingScan:
+    """Features and supervoxel centres of a moving scan's (predicted) layers.
+
+    Parameters
+    ----------
+    layers : array_like of int, shape (L, D, H, W)
+        The template's layers as predicted on (or carried onto) the moving scan, on the
+        supervoxel grid.
+    template : Template
+    cfg : Config or AdamConfig
+
+    Returns
+    -------
+    MovingScan
+    """
+    from .supervoxels import label_centres
+
+    layers = np.asarray(layers)
+    features = moving_features(layers, template, cfg)  # checks the layers' shape
+    if tuple(layers.shape[1:]) != template.shape:
+        raise ValueError(f"layers must lie on the supervoxel grid {template.shape}; got "
+                         f"{tuple(layers.shape[1:])}")
+    per_layer = len(template.keypoints) // len(layers)
+    return MovingScan(features, label_centres(layers, per_layer).reshape(-1, 3))
+
+
 # ------------------------------------------------------------------------ the alignment
+def fill_from_neighbours(values, graph: KeypointGraph, rounds: int = 20) -> np.ndarray:
+    """Replace NaN rows by the mean of their graph neighbours' finite rows, repeatedly
+    (so that gaps fill from their rim inwards); rows still empty after ``rounds`` become 0.
+
+    Examples
+    --------
+    >>> graph = keypoint_graph([[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 0, 3]], k=1)
+    >>> fill_from_neighbours([[1, 1, 1], [np.nan] * 3, [3, 3, 3], [5, 5, 5]], graph)[1]
+    array([1., 1., 1.])
+    """
+    values = np.array(values, dtype=np.float64)
+    for _ in range(rounds):
+        missing = ~np.isfinite(values).all(1)
+        if not missing.any():
+            break
+        around = values[graph.neighbours[missing]]  # (M, k, 3)
+        known = np.isfinite(around).all(-1)
+        count = known.sum(1)
+        filled = np.where(known[..., None], around, 0.0).sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values[missing] = np.where(count[:, None] > 0, filled / count[:, None], np.nan)
+    values[~np.isfinite(values).all(1)] = 0.0
+    return values
+
+
 def align_keypoints(fixed_features, moving_features, points, graph: KeypointGraph, *,
                     learning_rate: float = 0.05, alpha: float = 0.015,
-                    iterations: int = 100, initial=None) -> tuple[np.ndarray, dict]:
+                    iterations: int = 100, initial=None, centres=None,
+                    centre_weight: float = 0.0) -> tuple[np.ndarray, dict]:
     """Adam optimisation of one displacement per keypoint.
 
     Minimises ``mean((f_fixed[i] - f_moving(p_i + u_i))^2) + alpha * sum_{i, j in kNN(i)}
-    |u_i - u_j|^2 / N``.
+    |u_i - u_j|^2 / N``, plus ``centre_weight * sum_i |u_i - c_i|^2 / N`` when the
+    displacements ``c_i`` to the supervoxels' centres in the moving scan are given.
 
     Parameters
     ----------
@@ -373,14 +460,22 @@ def align_keypoints(fixed_features, moving_features, points, graph: KeypointGrap
     learning_rate, alpha : float
     iterations : int
     initial : array_like, shape (N, 3), optional
-        Starting displacements in voxels of the feature grid (default: zero).
+        Starting displacements in voxels of the feature grid (default: zero, or the
+        filled-in ``centres`` when given).
+    centres : array_like, shape (N, 3), optional
+        Displacement from each keypoint to its supervoxel's centre in the moving scan, in
+        voxels of the feature grid; NaN rows (supervoxels the moving scan lacks) take no
+        part in the centre term and start from their neighbours' mean.
+    centre_weight : float
+        Weight of the centre term (0: the paper's loss).
 
     Returns
     -------
     displacements : numpy.ndarray, shape (N, 3)
         In voxels of the feature grid.
     losses : dict
-        ``"total"``, ``"data"`` and ``"regulariser"``: one value per iteration.
+        ``"total"``, ``"data"``, ``"regulariser"`` (and ``"centres"`` with a centre
+        term): one value per iteration.
 
     Notes
     -----
@@ -409,6 +504,16 @@ def align_keypoints(fixed_features, moving_features, points, graph: KeypointGrap
     target = fixed_features.float()
 
     u = torch.zeros(n, 3)  # normalised units
+    present = torch.zeros(n)
+    centre_target = torch.zeros(n, 3)
+    if centres is not None:
+        centres = np.asarray(centres, dtype=np.float64)
+        if centres.shape != (n, 3):
+            raise ValueError(f"centres must have shape ({n}, 3); got {centres.shape}")
+        present = torch.from_numpy(np.isfinite(centres).all(1).astype(np.float32))
+        centre_target = torch.from_numpy(
+            fill_from_neighbours(centres, graph)).float() / half_extent
+        u = centre_target.clone()
     if initial is not None:
         initial = torch.as_tensor(np.asarray(initial), dtype=torch.float32)
         if initial.shape != (n, 3):
@@ -417,27 +522,139 @@ def align_keypoints(fixed_features, moving_features, points, graph: KeypointGrap
     u.requires_grad_(True)
     optimiser = torch.optim.Adam([u], lr=learning_rate)
     losses = {"total": [], "data": [], "regulariser": []}
+    if centre_weight:
+        losses["centres"] = []
     for _ in range(iterations):
         optimiser.zero_grad()
         sampled = sample_features(table, shape, start + u * half_extent)
         data = ((sampled - target) ** 2).mean()
         differences = u[:, None, :] - u.index_select(0, neighbours).reshape(n, k, 3)
         regulariser = alpha * (differences ** 2).sum() / n
-        loss = data + regulariser
+        centre = centre_weight * (present[:, None] * (u - centre_target) ** 2).sum() / n
+        loss = data + centre + regulariser
         loss.backward()
         optimiser.step()
         losses["total"].append(loss.item())
         losses["data"].append(data.item())
         losses["regulariser"].append(regulariser.item())
+        if centre_weight:
+            losses["centres"].append(centre.item())
     return (u.detach() * half_extent).numpy().astype(np.float64), losses
 
 
 # ------------------------------------------------------------------ thin-plate spline
+def _tps_kernel(r: np.ndarray) -> np.ndarray:
+    """The 3D thin-plate kernel ``r^2 log r`` (0 at r = 0), computed in place."""
+    squared = r * r
+    np.log(np.maximum(r, 1e-300), out=r)
+    r *= squared  # r^2 log r; at r = 0: 0 * log(tiny) = 0
+    return r
+
+
+class ThinPlateSpline:
+    """A thin-plate spline through fixed keypoints, its linear system factorised once.
+
+    The spline ``f(x) = sum_i w_i phi(|x - p_i|) + a + B x`` with ``phi(r) = r^2 log r``
+    passes (up to ``smoothing``) through given values at the keypoints ``p_i`` and bends
+    as little as possible in between. Its weights solve a linear system that depends only
+    on the keypoints, so it is LU-factorised once; new values (another alpha, another
+    scan) then cost one triangular solve. The same spline as SciPy's ``RBFInterpolator``
+    with ``kernel="thin_plate_spline", degree=1``.
+
+    Parameters
+    ----------
+    points : array_like, shape (N, 3)
+        The keypoints (any unit; repeated points are merged and their values averaged,
+        so the system never becomes singular).
+    smoothing : float
+        0 interpolates exactly; larger values trade fidelity for smoothness.
+    """
+
+    def __init__(self, points, smoothing: float = 0.0):
+        from scipy.linalg import lu_factor
+        from scipy.spatial.distance import cdist
+
+        points = check_points(points, minimum=2)
+        unique, inverse = np.unique(np.round(points, 6), axis=0, return_inverse=True)
+        if len(unique) < 5:
+            raise ValueError(f"a thin-plate spline in 3D needs at least 5 distinct keypoints; "
+                             f"got {len(unique)}")
+        if not np.isfinite(smoothing) or smoothing < 0:
+            raise ValueError(f"smoothing must be >= 0; got {smoothing!r}")
+        self.points, self._inverse = unique, inverse.ravel()
+        self._counts = np.bincount(self._inverse, minlength=len(unique))
+        n = len(unique)
+        system = np.zeros((n + 4, n + 4))
+        system[:n, :n] = _tps_kernel(cdist(unique, unique))
+        system[:n, :n] += smoothing * np.eye(n)
+        system[:n, n] = system[n, :n] = 1.0
+        system[:n, n + 1:] = unique
+        system[n + 1:, :n] = unique.T
+        self._factors = lu_factor(system)
+        self._kept = None  # (key of the evaluation points, their kernel values)
+
+    def fit(self, values) -> np.ndarray:
+        """The spline's coefficients for values at the keypoints, shape (N + 4, k)."""
+        from scipy.linalg import lu_solve
+
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or len(values) != len(self._inverse):
+            raise ValueError(f"values must have shape ({len(self._inverse)}, k), one row per "
+                             f"keypoint; got {values.shape}")
+        if not np.isfinite(values).all():
+            raise ValueError("values contain NaN or Inf")
+        merged = np.zeros((len(self.points), values.shape[1]))
+        np.add.at(merged, self._inverse, values)
+        merged /= self._counts[:, None]
+        right = np.vstack([merged, np.zeros((4, values.shape[1]))])
+        return lu_solve(self._factors, right)
+
+    def evaluate(self, coefficients: np.ndarray, where, chunk: int = 4096) -> np.ndarray:
+        """The spline at points ``where`` (M, 3): shape (M, k).
+
+        The kernel values of the last set of points are kept (up to 64 MB in float32),
+        so evaluating the same grid again costs one matrix product.
+        """
+        from scipy.spatial.distance import cdist
+
+        where = np.asarray(where, dtype=np.float64)
+        n = len(self.points)
+        affine = coefficients[n] + where @ coefficients[n + 1:]
+        key = (where.shape, where.tobytes())
+        if self._kept is not None and self._kept[0] == key:
+            return self._kept[1] @ coefficients[:n].astype(np.float32) + affine
+        keep = len(where) * n <= 2 ** 24
+        kernels = []
+        out = np.empty((len(where), coefficients.shape[1]))
+        for first in range(0, len(where), chunk):
+            kernel = _tps_kernel(cdist(where[first:first + chunk], self.points))
+            out[first:first + chunk] = kernel @ coefficients[:n]
+            if keep:
+                kernels.append(kernel.astype(np.float32))
+        if keep:
+            self._kept = (key, np.concatenate(kernels))
+        return out + affine
+
+
+_SPLINES: dict = {}  # (keypoints, smoothing) -> ThinPlateSpline: the last few, for reuse
+
+
+def _spline_for(points: np.ndarray, smoothing: float) -> ThinPlateSpline:
+    """The factorised spline of these keypoints (kept, so that the sliders and every scan
+    registered to one template pay the factorisation once)."""
+    key = (points.shape, points.tobytes(), float(smoothing))
+    if key not in _SPLINES:
+        if len(_SPLINES) >= 4:
+            _SPLINES.pop(next(iter(_SPLINES)))
+        _SPLINES[key] = ThinPlateSpline(points, smoothing)
+    return _SPLINES[key]
+
+
 def thin_plate_spline(points, values, shape, *, smoothing: float = 0.001,
                       grid_step: int = 4) -> np.ndarray:
     """Extrapolate keypoint displacements to a dense field with a thin-plate spline.
 
-    The spline (SciPy's ``RBFInterpolator``, kernel ``r^2 log r`` plus an affine part) is
+    The spline (:class:`ThinPlateSpline`, kernel ``r^2 log r`` plus an affine part) is
     fitted in isotropic units of half the largest grid side, evaluated every
     ``grid_step`` voxels and upsampled trilinearly.
 
@@ -459,36 +676,22 @@ def thin_plate_spline(points, values, shape, *, smoothing: float = 0.001,
     -------
     numpy.ndarray of float32, shape (3, *shape)
     """
-    from scipy.interpolate import RBFInterpolator
-
     points = check_points(points, minimum=2)
     values = np.asarray(values, dtype=np.float64)
     if values.shape != points.shape:
         raise ValueError(f"values must have the points' shape {points.shape}; got "
                          f"{values.shape}")
-    if not np.isfinite(values).all():
-        raise ValueError("values contain NaN or Inf")
     if grid_step < 1:
         raise ValueError(f"grid_step must be >= 1; got {grid_step}")
     shape = tuple(int(n) for n in shape)
-    # merge repeated keypoints: two equal rows would make the interpolation matrix singular
-    unique, inverse = np.unique(np.round(points, 6), axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    if len(unique) < len(points):
-        merged = np.zeros((len(unique), 3))
-        np.add.at(merged, inverse, values)
-        values = merged / np.bincount(inverse, minlength=len(unique))[:, None]
-        points = unique
-    if len(points) < 5:
-        raise ValueError(f"a thin-plate spline in 3D needs at least 5 distinct keypoints; "
-                         f"got {len(points)}")
     scale = (max(shape) - 1) / 2 or 1.0
-    spline = RBFInterpolator(points / scale, values, kernel="thin_plate_spline",
-                             smoothing=smoothing, degree=1)
+    spline = _spline_for(points / scale, smoothing)
+    coefficients = spline.fit(values)
     coarse = tuple(max(2, int(np.ceil((n - 1) / grid_step)) + 1) for n in shape)
     axes = [np.linspace(0, n - 1, m) for n, m in zip(shape, coarse)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    field_coarse = spline(grid / scale).T.reshape(3, *coarse).astype(np.float32)
+    field_coarse = spline.evaluate(coefficients, grid / scale).T.reshape(3, *coarse)
+    field_coarse = field_coarse.astype(np.float32)
     # the values are voxels of the output grid already: resize, do not rescale
     return resize(field_coarse, shape) if coarse != shape else field_coarse
 
@@ -533,16 +736,17 @@ class AdamResult:
     graph: KeypointGraph
 
 
-def register(template: Template, features: torch.Tensor, cfg, *, output_shape=None,
+def register(template: Template, moving, cfg, *, output_shape=None,
              **overrides) -> AdamResult:
-    """Register a moving scan to the template from its supervoxel features.
+    """Register a moving scan to the template from its supervoxel layers.
 
     Parameters
     ----------
     template : Template
         From :func:`prepare_template`.
-    features : torch.Tensor, shape (C, *template.feature_shape)
-        The moving scan's features (:func:`moving_features`).
+    moving : MovingScan or torch.Tensor
+        The moving scan's features and supervoxel centres (:func:`moving_scan`), or
+        features alone, shape ``(C, *template.feature_shape)`` (no centre term then).
     cfg : Config or AdamConfig
     output_shape : tuple of 3 ints, optional
         Grid of the dense field (e.g. the image grid); default: the supervoxel grid.
@@ -562,6 +766,10 @@ def register(template: Template, features: torch.Tensor, cfg, *, output_shape=No
     except TypeError as error:
         raise ValueError(f"unknown Adam parameter in {sorted(overrides)}; expected some of "
                          f"{[f.name for f in dataclasses.fields(AdamConfig)]}") from error
+    features, centres = (moving.features, moving.centres) if isinstance(moving, MovingScan) \
+        else (moving, None)
+    if not adam.centre_weight:
+        centres = None  # the paper's loss, and its start from zero
     if tuple(features.shape) != tuple(template.features.shape):
         raise ValueError(f"features must have the template's shape "
                          f"{tuple(template.features.shape)}; got {tuple(features.shape)}")
@@ -572,10 +780,13 @@ def register(template: Template, features: torch.Tensor, cfg, *, output_shape=No
 
     t = time.perf_counter()
     ratio = _grid_ratio(template.shape, template.feature_shape)
+    if centres is not None:  # keypoint -> its supervoxel's centre, in feature-grid voxels
+        centres = (centres - template.keypoints) * ratio
     moved, losses = align_keypoints(template.keypoint_features(), features,
                                     template.keypoints * ratio, graph,
                                     learning_rate=adam.learning_rate, alpha=adam.alpha,
-                                    iterations=adam.iterations)
+                                    iterations=adam.iterations, centres=centres,
+                                    centre_weight=adam.centre_weight)
     timings["adam"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -584,6 +795,69 @@ def register(template: Template, features: torch.Tensor, cfg, *, output_shape=No
     timings["tps"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - start
     return AdamResult(template.keypoints, keypoint_displacement, dense, losses, timings, graph)
+
+
+# ----------------------------------------------------------- where is the result unsure?
+def centre_spread(template: Template, moving_layers, displacement) -> np.ndarray:
+    """How unsure a Slic-Reg registration is, voxel by voxel of the template.
+
+    At a template voxel ``y`` the field points to ``x = y + u(y)`` in the moving scan.
+    There every layer's predicted label names one of the template's supervoxels. Where
+    network and registration are right, all of them contain ``y``: their centres lie
+    around it, as close together as the supervoxels' size allows. Where the layers
+    disagree (the network does not know where ``x`` is, or the field sent ``y`` to a
+    place the layers do not fit), the named supervoxels lie in different places and their
+    centres scatter. The result is that scatter: the root mean square distance of the
+    named centres from their mean.
+
+    Parameters
+    ----------
+    template : Template
+        Its keypoints (the supervoxel centres), voxels of the supervoxel grid.
+    moving_layers : array_like of int, shape (L, D, H, W)
+        The layers predicted for the moving scan, on the supervoxel grid.
+    displacement : array_like, shape (3, d, h, w)
+        The registration's field on the template's grid (any size covering the same
+        extent), voxels of that grid.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (D, H, W)
+        On the supervoxel grid, in its voxels; NaN where fewer than two layers name a
+        supervoxel (background, or outside the moving scan).
+    """
+    from .spatial import resize_displacement, sample
+
+    layers = np.asarray(moving_layers)
+    n_layers = len(layers)
+    if layers.ndim != 4 or tuple(layers.shape[1:]) != template.shape:
+        raise ValueError(f"moving_layers must have shape (L, *{template.shape}); got "
+                         f"{layers.shape}")
+    field = np.asarray(displacement, dtype=np.float32)
+    if field.ndim != 4 or field.shape[0] != 3:
+        raise ValueError(f"displacement must have shape (3, D, H, W); got {field.shape}")
+    field = np.asarray(resize_displacement(field, template.shape))
+    here = np.indices(template.shape, dtype=np.float32)
+    partner = here + field
+    centres = template.keypoints.reshape(n_layers, -1, 3)
+    count = np.zeros(template.shape)
+    total = np.zeros((3, *template.shape))  # of the centres relative to the voxel itself,
+    squares = np.zeros(template.shape)  # small numbers: the variance does not cancel out
+    for layer, layer_centres in zip(layers, centres):
+        named = np.asarray(sample(layer.astype(np.float32), partner, mode="nearest"))
+        named = named.round().astype(np.int64)  # 0: background or outside the scan
+        known = (named > 0) & (named <= len(layer_centres))
+        centre = layer_centres[np.clip(named - 1, 0, len(layer_centres) - 1)]  # (..., 3)
+        centre = (np.moveaxis(centre, -1, 0) - here) * known
+        count += known
+        total += centre
+        squares += (centre ** 2).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        variance = squares / count - (mean ** 2).sum(0)
+    spread = np.sqrt(np.maximum(variance, 0.0))
+    spread[count < 2] = np.nan
+    return spread.astype(np.float32)
 
 
 # ------------------------------------------------------- where accuracy goes: two oracles
@@ -611,7 +885,7 @@ def register_layers(template: Template, moving_layers, cfg, *,
     -------
     AdamResult
     """
-    return register(template, moving_features(moving_layers, template, cfg), cfg,
+    return register(template, moving_scan(moving_layers, template, cfg), cfg,
                     output_shape=output_shape)
 
 

@@ -428,6 +428,26 @@ def findings(evaluation: Evaluation) -> list[str]:
     def both(a, b):
         return a in rows and b in rows
 
+    def paired(a, b) -> str:
+        """a - b: the difference of the means, and its spread over the shared subjects."""
+        first, second = (table.per_subject(m, column) for m in (a, b))
+        shared = [i for i in first if i in second]
+        differences = np.array([first[i] - second[i] for i in shared])
+        differences = differences[np.isfinite(differences)]
+        text = f"{average[a] - average[b]:+.1f} points"
+        if len(differences) < 2:
+            return text
+        # a paired comparison: is the mean difference further from 0 than its 95% interval?
+        from scipy.stats import t
+
+        half_width = (t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1)
+                      / np.sqrt(len(differences)))
+        mean = differences.mean()
+        verdict = "outside" if abs(mean) > half_width else "inside"
+        return (f"{text}; per subject {mean:+.1f} +- {differences.std(ddof=1):.1f}, ahead on "
+                f"{(differences > 0).sum()} of {len(differences)}: {verdict} the spread (95% "
+                f"interval {mean - half_width:+.1f} to {mean + half_width:+.1f})")
+
     if both(SLIC_REG, TEACHER):
         lines.append(f"Slic-Reg reaches {100 * average[SLIC_REG] / average[TEACHER]:.0f}% of "
                      f"the teacher's {column} ({average[SLIC_REG]:.1f} vs "
@@ -453,12 +473,12 @@ def findings(evaluation: Evaluation) -> list[str]:
         slic = SLIC_REG if backbone == "3D DeepLab" else "3D UNet + Slic + Adam"
         regress = f"{backbone} + regression + RW"
         if both(slic, regress):
-            lines.append(f"{backbone}: supervoxel classification + Adam beats regression + RW "
-                         f"by {average[slic] - average[regress]:+.1f} points "
-                         f"({average[slic]:.1f} vs {average[regress]:.1f}).")
+            lines.append(f"{backbone}: supervoxel classification + Adam vs regression + RW "
+                         f"({average[slic]:.1f} vs {average[regress]:.1f}): "
+                         f"{paired(slic, regress)}.")
     if both(SLIC_REG, "3D UNet + Slic + Adam"):
         lines.append(f"DeepLab vs UNet (both Slic + Adam): "
-                     f"{average[SLIC_REG] - average['3D UNet + Slic + Adam']:+.1f} points.")
+                     f"{paired(SLIC_REG, '3D UNet + Slic + Adam')}.")
     if evaluation.has_truth and all(m in registered for m in (INITIAL, TEACHER, SLIC_REG)):
         tre = {m: evaluation.extra(m)["TRE mm"] for m in (INITIAL, TEACHER, SLIC_REG)}
         epe = {m: evaluation.extra(m)["EPE mm"] for m in (TEACHER, SLIC_REG)}

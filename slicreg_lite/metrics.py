@@ -59,7 +59,7 @@ BTCV_LABELS = dict(zip(ALL_LABELS, LABEL_NAMES))
 #: The largest label value a label map may hold (label maps are stored as uint8).
 MAX_LABEL = 255
 
-#: The columns of the paper's table (METHOD.md), in its order.
+#: The columns of the paper's table, in its order.
 PAPER_COLUMNS = ("spleen", "r.kidney", "l.kidney", "liver", "avg(4)", "avg(13)")
 
 #: Table 1 of the paper (Heinrich, MIDL 2021): Dice % (mean, std) of 9 BCV test scans
@@ -461,6 +461,18 @@ class DiceTable:
                 return _mean_std(scores[:, index].ravel(), self.ddof)
             return _mean_std(_row_means(scores[:, index]), self.ddof)
         return _mean_std(scores[:, self._column_index(column)], self.ddof)
+
+    def per_subject(self, method: str, column: str) -> dict:
+        """One column per subject, in percent: ``{subject_id: value}`` (an average column
+        is the mean over that subject's labels; NaN when it has none of them)."""
+        scores = self.scores(method) * 100.0
+        averages = self._averages()
+        if column in averages:
+            index = [self.labels.index(label) for label in averages[column]]
+            values = _row_means(scores[:, index])
+        else:
+            values = scores[:, self._column_index(column)]
+        return dict(zip(self.subject_ids(method), values.tolist()))
 
     def summary(self, method: str, columns: Sequence[str] | None = None
                 ) -> dict[str, tuple[float, float]]:

@@ -292,18 +292,49 @@ def supervoxel_centres(layers) -> np.ndarray:
     layers = np.asarray(layers)
     if layers.ndim != 4:
         raise ValueError(f"layers must have shape (L, D, H, W); got {layers.shape}")
-    n = int(layers.max())
-    grid = np.indices(layers.shape[1:], dtype=np.float64).reshape(3, -1)
-    centres = np.empty((layers.shape[0], n, 3))
-    for index, layer in enumerate(layers):
-        flat = layer.ravel()
-        sizes = np.bincount(flat, minlength=n + 1)[1:]
-        if (sizes == 0).any():
-            missing = np.flatnonzero(sizes == 0) + 1
+    centres = label_centres(layers, int(layers.max()))
+    for index, layer in enumerate(centres):
+        missing = np.flatnonzero(np.isnan(layer[:, 0])) + 1
+        if len(missing):
             raise ValueError(f"layer {index} lacks labels {missing.tolist()}; expected every "
-                             f"label 1..{n}")
+                             f"label 1..{len(layer)}")
+    return centres
+
+
+def label_centres(layers, n_labels: int) -> np.ndarray:
+    """The centre of mass of labels ``1..n_labels`` in every layer; NaN where absent.
+
+    Unlike :func:`supervoxel_centres` a label may be missing, as in a network's
+    prediction (step 4 uses these centres as a first guess of the displacements).
+
+    Parameters
+    ----------
+    layers : array_like of int, shape (L, D, H, W)
+    n_labels : int
+        Labels above ``n_labels`` are ignored.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (L, n_labels, 3)
+
+    Examples
+    --------
+    >>> layer = np.array([[[[0, 1, 1, 3]]]])  # one layer, label 2 absent
+    >>> label_centres(layer, 3)[0].tolist()
+    [[0.0, 0.0, 1.5], [nan, nan, nan], [0.0, 0.0, 3.0]]
+    """
+    layers = np.asarray(layers)
+    if layers.ndim != 4:
+        raise ValueError(f"layers must have shape (L, D, H, W); got {layers.shape}")
+    grid = np.indices(layers.shape[1:], dtype=np.float64).reshape(3, -1)
+    centres = np.full((layers.shape[0], n_labels, 3), np.nan)
+    for index, layer in enumerate(layers):
+        flat = layer.ravel().astype(np.int64)
+        sizes = np.bincount(flat, minlength=n_labels + 1)[1:n_labels + 1]
+        present = sizes > 0
         for axis in range(3):
-            centres[index, :, axis] = np.bincount(flat, grid[axis], minlength=n + 1)[1:] / sizes
+            sums = np.bincount(flat, grid[axis], minlength=n_labels + 1)[1:n_labels + 1]
+            centres[index, present, axis] = sums[present] / sizes[present]
     return centres
 
 

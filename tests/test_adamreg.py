@@ -118,6 +118,49 @@ def test_known_translation_is_recovered_from_given_layers(template):
         adamreg.register_layers(template, voronoi_layers(shift)[:1], CFG)
 
 
+def test_a_translation_is_read_from_the_supervoxel_centres(template):
+    """Every keypoint's guess from the moving scan's supervoxel centres is the shift
+    itself, and Adam, starting there and drawn to it, stays on it."""
+    shift = np.array([1.0, -2.0, 2.0])  # whole voxels: the cells move exactly
+    moving = adamreg.moving_scan(voronoi_layers(shift), template, CFG)
+    assert moving.centres.shape == template.keypoints.shape
+    np.testing.assert_allclose(moving.centres - template.keypoints,
+                               np.broadcast_to(shift, template.keypoints.shape), atol=1e-9)
+    result = adamreg.register(template, moving, CFG)
+    np.testing.assert_allclose(np.median(result.keypoint_displacement, axis=0), shift,
+                               atol=0.2)
+    assert np.abs(result.keypoint_displacement - shift).max() < 1.0
+    assert set(result.losses) == {"total", "data", "regulariser", "centres"}
+    with pytest.raises(ValueError, match="supervoxel grid"):
+        adamreg.moving_scan(voronoi_layers(shift)[:, ::2], template, CFG)
+
+
+def test_supervoxels_missing_from_the_moving_scan_follow_their_neighbours(template):
+    shift = np.array([0.0, 2.0, -1.0])
+    moving = adamreg.moving_scan(voronoi_layers(shift), template, CFG)
+    lost = np.arange(0, len(moving.centres), 5)
+    moving.centres[lost] = np.nan  # as if the network never predicted these labels
+    result = adamreg.register(template, moving, CFG)
+    assert np.isfinite(result.keypoint_displacement).all()
+    np.testing.assert_allclose(np.median(result.keypoint_displacement[lost], axis=0), shift,
+                               atol=0.2)
+
+
+def test_fill_from_neighbours_keeps_known_rows_and_averages_into_gaps():
+    points = np.array([[0, 0, i] for i in range(6)], float)
+    graph = adamreg.keypoint_graph(points, k=2)
+    values = np.array([[1.0] * 3, [np.nan] * 3, [np.nan] * 3, [4.0] * 3, [5.0] * 3,
+                       [6.0] * 3])
+    filled = adamreg.fill_from_neighbours(values, graph)
+    np.testing.assert_array_equal(filled[[0, 3, 4, 5]], values[[0, 3, 4, 5]])
+    assert np.isfinite(filled).all()
+    # each gap takes the mean of its neighbours known so far: 1 -> {0: 1}, 2 -> {3: 4}
+    np.testing.assert_allclose(filled[1], 1.0)
+    np.testing.assert_allclose(filled[2], 4.0)
+    nothing = adamreg.fill_from_neighbours(np.full((6, 3), np.nan), graph)
+    np.testing.assert_array_equal(nothing, 0.0)
+
+
 @settings(max_examples=10, deadline=None)
 @given(st.lists(st.floats(-0.08, 0.08), min_size=9, max_size=9),
        st.lists(st.floats(-3, 3), min_size=3, max_size=3))
@@ -168,6 +211,27 @@ def test_tps_of_an_affine_motion_is_that_motion_everywhere():
     np.testing.assert_allclose(field, expected, atol=1e-3)
 
 
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([0.0, 0.001, 0.1]))
+def test_factorised_spline_equals_scipys_rbf_interpolator(seed, smoothing):
+    """The same spline as SciPy's RBFInterpolator (thin-plate kernel, degree 1), and a
+    second evaluation of the same points (the kept kernel values) gives the same field."""
+    from scipy.interpolate import RBFInterpolator
+
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(-1, 1, (int(rng.integers(8, 60)), 3))
+    values = rng.normal(0, 2, (len(points), 3))
+    where = rng.uniform(-1.2, 1.2, (50, 3))
+    spline = adamreg.ThinPlateSpline(points, smoothing)
+    ours = spline.evaluate(spline.fit(values), where)
+    theirs = RBFInterpolator(points, values, kernel="thin_plate_spline",
+                             smoothing=smoothing, degree=1)(where)
+    # equal up to the rounding of two different (well-posed but unscaled) solves
+    np.testing.assert_allclose(ours, theirs, atol=1e-4 * (1 + np.abs(theirs).max()))
+    again = spline.evaluate(spline.fit(2 * values), where)
+    np.testing.assert_allclose(again, 2 * theirs, atol=1e-4 * (1 + np.abs(theirs).max()))
+
+
 def test_duplicate_keypoints_do_not_break_the_tps():
     rng = np.random.default_rng(2)
     points = rng.uniform(0, 15, (30, 3))
@@ -201,3 +265,34 @@ def test_bad_input_gives_clear_errors(template, template_layers):
         adamreg.keypoint_graph([[0, 0, np.nan], [1, 1, 1], [2, 2, 2]], 1)
     with pytest.raises(ValueError, match="values must have the points' shape"):
         adamreg.thin_plate_spline(np.zeros((10, 3)), np.zeros((9, 3)), (4, 4, 4))
+
+
+def test_centre_spread_is_zero_where_every_layer_names_the_same_place():
+    same = np.repeat(voronoi_layers(n_layers=1), 3, axis=0)  # three identical layers
+    template = adamreg.prepare_template(same, CFG)
+    spread = adamreg.centre_spread(template, same, np.zeros((3, *SHAPE), np.float32))
+    inside = same[0] > 0
+    np.testing.assert_allclose(spread[inside], 0.0, atol=1e-3)
+    assert np.isnan(spread[~inside]).all()  # no layer names a supervoxel there
+
+
+def test_centre_spread_grows_where_the_layers_disagree(template, template_layers):
+    zero = np.zeros((3, *SHAPE), np.float32)
+    agreeing = adamreg.centre_spread(template, template_layers, zero)
+    # a following field: the moving scan is the template shifted, the field says so
+    shift = np.array([0.0, 2.0, -2.0])
+    followed = adamreg.centre_spread(template, voronoi_layers(shift),
+                                     np.broadcast_to(shift[:, None, None, None],
+                                                     (3, *SHAPE)).astype(np.float32))
+    inner = (template_layers[0] > 0) & np.isfinite(followed)
+    np.testing.assert_allclose(followed[inner], agreeing[inner], atol=1e-3)
+    # the second layer's labels scrambled: its centres no longer match the first's
+    scrambled = template_layers.copy()
+    scrambled[1] = np.where(scrambled[1] > 0,
+                            np.random.default_rng(0).permutation(128)[scrambled[1]] % 127 + 1,
+                            0)
+    confused = adamreg.centre_spread(template, scrambled, zero)
+    inside = template_layers[0] > 0
+    assert np.nanmean(confused[inside]) > 2 * np.nanmean(agreeing[inside])
+    with pytest.raises(ValueError, match="moving_layers must have shape"):
+        adamreg.centre_spread(template, template_layers[:, ::2], zero)

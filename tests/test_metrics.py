@@ -440,3 +440,28 @@ def test_tre_and_endpoint_error_of_known_fields():
         endpoint_error_map(truth, truth[:, :5])
     with pytest.raises(ValueError, match="spacing"):
         endpoint_error_map(truth, truth, spacing=(1.0, 0.0, 1.0))
+
+
+def test_per_subject_column(table):
+    assert table.per_subject("initial", "avg(4)") == pytest.approx({1: 25.0, 4: 45.0})
+    assert table.per_subject("initial", "spleen") == pytest.approx({1: 10.0, 4: 30.0})
+
+
+def test_findings_say_whether_a_difference_is_outside_the_spread():
+    from slicreg_lite.evaluation import SLIC_REG, Evaluation, findings
+
+    def evaluation(offsets):
+        table = DiceTable()
+        for subject, offset in enumerate(offsets, 1):
+            table.add("3D UNet + Slic + Adam", subject, row(l1=0.5, l2=0.5, l3=0.5, l6=0.5))
+            value = 0.5 + offset
+            table.add(SLIC_REG, subject, row(l1=value, l2=value, l3=value, l6=value))
+        return Evaluation(table)
+
+    def line(result):
+        return next(text for text in findings(result) if text.startswith("DeepLab vs UNet"))
+
+    steady = line(evaluation([0.09, 0.10, 0.11, 0.10]))  # always 9-11 points ahead
+    assert "+10.0 points" in steady and "ahead on 4 of 4" in steady and "outside" in steady
+    erratic = line(evaluation([0.3, -0.2, 0.25, -0.25]))  # +2.5 on average, either way
+    assert "ahead on 2 of 4" in erratic and "inside the spread" in erratic

@@ -136,6 +136,21 @@ def test_centres_of_known_cubes():
                                                                    [2.5, 1.5, 1.5]])
 
 
+def test_label_centres_mark_absent_labels_and_ignore_larger_ones():
+    layers = np.zeros((2, 4, 4, 4), np.uint8)
+    layers[0, :2] = 1
+    layers[0, 2:] = 3  # label 2 absent from layer 0
+    layers[1, :, :, :1] = 2
+    layers[1, :, :, 1:] = 9  # beyond n_labels: ignored
+    centres = sv.label_centres(layers, 3)
+    assert centres.shape == (2, 3, 3)
+    np.testing.assert_allclose(centres[0, [0, 2]], [[0.5, 1.5, 1.5], [2.5, 1.5, 1.5]])
+    np.testing.assert_allclose(centres[1, 1], [1.5, 1.5, 0.0])
+    assert np.isnan(centres[0, 1]).all() and np.isnan(centres[1, [0, 2]]).all()
+    with pytest.raises(ValueError, match="layer 0 lacks labels \\[2\\]"):
+        sv.supervoxel_centres(layers[:1])
+
+
 def test_encoding_localises_at_least_ten_times_better(smoke_layers):
     rows = sv.encoding_resolution(smoke_layers)
     assert [r["layers"] for r in rows] == [1, 2, 4, 8, 16]
