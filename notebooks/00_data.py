@@ -2,11 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -55,9 +57,9 @@ DATA = os.environ.get("SLICREG_DATA", "phantom")
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from slicreg_lite import config, layouts, sources, stages, viz
+from slicreg_lite import config, exercises, layouts, sources, stages, viz
 from slicreg_lite.widgets import SliceViewer
 
 cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
@@ -152,13 +154,17 @@ plt.show()
 # %% [markdown]
 # ## Initial misalignment: the first row of the paper's table
 # Without registration, how much do the organs of each test subject overlap those of the
-# template? Dice = 2|A∩B| / (|A|+|B|), in %, mean ± std over the 9 test subjects (the
-# std of avg(4) and avg(13) is taken over all subject-organ pairs, as in the paper).
+# template? For an organ $A$ in the template and the same organ $B$ in the subject,
+#
+# $$\mathrm{Dice}(A, B) = \frac{2\,|A \cap B|}{|A| + |B|},$$
+#
+# in %, mean ± std over the 9 test subjects (the std of avg(4) and avg(13) is taken over
+# all subject-organ pairs, as in the paper).
 # The paper measured 16.4 % for avg(4) and 8.8 % for avg(13) on the real scans.
 
 # %%
 table = stages.initial_alignment(cfg, data, subjects)
-print(table.to_markdown())
+display(Markdown(table.to_markdown()))
 
 # %%
 moving = subjects[split.evaluation_ids[0]]
@@ -219,6 +225,28 @@ with tempfile.TemporaryDirectory() as folder:
                     for i in shown[:3])
 print(f"template {reloaded.split.template_id!r}, test {reloaded.split.test_ids}, "
       f"identical after the round trip: {identical}")
+
+# %% [markdown]
+# ## Exercise: the Dice of one organ
+# Write `dice(a, b)` for two boolean masks of the same shape, following the formula
+# above. The check cell below compares your function with the package's on a few masks
+# (including two identical and two disjoint ones) and says "correct", "not yet" with a
+# hint, or "not attempted".
+
+# %% tags=["exercise"]
+def dice(a, b):
+    """Dice overlap of boolean masks ``a`` and ``b``: a number in 0..1."""
+    raise NotImplementedError  # replace this line by your code
+
+
+# %% tags=["solution"]
+def dice(a, b):
+    """Dice overlap of boolean masks ``a`` and ``b``: a number in 0..1."""
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+# %% tags=["check", "nbval-check-output"]
+verdict = exercises.check_dice(dice)
 
 # %% [markdown]
 # ## Try it yourself

@@ -2,11 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -53,7 +55,7 @@ from IPython.display import display
 from skimage.measure import label as connected_components
 from skimage.segmentation import slic
 
-from slicreg_lite import config, stages, supervoxels, viz
+from slicreg_lite import config, exercises, stages, supervoxels, viz
 from slicreg_lite.widgets import SupervoxelExplorer
 
 cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
@@ -99,7 +101,10 @@ plt.show()
 #    template, so that SLIC's regular grid of seeds lands elsewhere in each layer;
 # 2. scikit-image's 3D SLIC clusters voxels by intensity and position (the paper's
 #    settings: `n_segments=208, compactness=1.5, max_num_iter=5, min_size_factor=0.85`,
-#    connectivity enforced), inside the mask;
+#    connectivity enforced), inside the mask: a k-means in which voxel $x$ joins the
+#    seed $k$ nearest in
+#    $D(x, k) = \sqrt{(I(x) - I_k)^2 + m^2 \, \|x - x_k\|^2 / S^2}$, with $S$ the seeds'
+#    spacing and $m$ the compactness;
 # 3. the segments are warped back with the inverse affine (nearest neighbour);
 # 4. SLIC rarely returns exactly the number asked for, so a **robust merge** finishes the
 #    job: every 26-connected piece becomes its own segment, then the smallest segment is
@@ -204,6 +209,27 @@ plt.show()
 # %%
 explorer = SupervoxelExplorer(image, mask, params)
 display(explorer.widget)
+
+# %% [markdown]
+# ## Exercise: the centre of a supervoxel
+# The keypoints of step 4 are the supervoxels' centres of mass. Write
+# `centre(layer, label)`: the mean voxel coordinate $(d, h, w)$ of the voxels of `layer`
+# that hold `label`, as an array of 3 numbers.
+
+# %% tags=["exercise"]
+def centre(layer, label):
+    """Centre of mass (d, h, w), in voxels, of ``layer == label``."""
+    raise NotImplementedError  # replace this line by your code
+
+
+# %% tags=["solution"]
+def centre(layer, label):
+    """Centre of mass (d, h, w), in voxels, of ``layer == label``."""
+    return np.argwhere(layer == label).mean(axis=0)
+
+
+# %% tags=["check", "nbval-check-output"]
+verdict = exercises.check_centre(centre)
 
 # %% [markdown]
 # ## Try it yourself

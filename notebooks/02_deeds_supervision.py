@@ -2,11 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -49,9 +51,9 @@ DATA = os.environ.get("SLICREG_DATA", "phantom")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from slicreg_lite import config, sources, stages, viz
+from slicreg_lite import config, exercises, sources, stages, viz
 from slicreg_lite.metrics import DiceTable, average_dice, dice_per_label, jacobian_stats
 from slicreg_lite.spatial import affine_to_displacement, warp_image, warp_labels
 from slicreg_lite.supervoxels import body_mask
@@ -85,8 +87,13 @@ print(f"preset {cfg.name!r}: fixed = training subject #{fixed.subject_id}, "
 # %% [markdown]
 # ## MIND-SSC: describing structure, not grey values
 # For each voxel, MIND compares small patches around its six neighbours with each
-# other (12 pairs): the result describes local *structure*, such as edges and corners,
-# not brightness. A linear change of intensities (another contrast level, another scanner
+# other (12 pairs $r$): with $D_r(x)$ the sum of squared differences of the two patches
+# of pair $r$ and $V(x)$ their mean over the pairs,
+#
+# $$\mathrm{MIND}_r(x) = \exp\!\left(-\frac{D_r(x)}{V(x)}\right).$$
+#
+# The result describes local *structure*, such as edges and corners, not brightness. A
+# linear change of intensities (another contrast level, another scanner
 # calibration) leaves it unchanged, which we can check:
 
 # %%
@@ -120,7 +127,7 @@ if labelled:
     for name, field in steps.items():
         table.add(name, fixed.subject_id, dice_per_label(warp_labels(template.labels, field),
                                                          fixed.labels, table.labels))
-    print(table.to_markdown())
+    display(Markdown(table.to_markdown()))
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 5))
@@ -189,8 +196,12 @@ plt.show()
 # %% [markdown]
 # ## The minimum spanning tree
 # Choosing the cheapest candidate at every point independently gives a noisy field.
-# deeds adds a penalty `alpha * |d_p - d_q|^2 / spacing^2` between neighbouring points,
-# but only along the edges of a **tree**: the minimum spanning tree of the grid, with
+# deeds adds a penalty between neighbouring points $p, q$ and minimises
+#
+# $$E(d) = \sum_p C_p(d_p) + \alpha \sum_{(p, q) \in T} \frac{\|d_p - d_q\|^2}{s^2},$$
+#
+# ($C_p$ the data cost, $s$ the grid spacing), but only along the edges of a **tree** $T$:
+# the minimum spanning tree of the grid, with
 # edge weights from the intensity difference between neighbouring cells. The tree
 # prefers edges inside one tissue, so it rarely ties two organs together: they can slide
 # along each other. And on a tree the best field can be found *exactly*.
@@ -205,8 +216,13 @@ plt.show()
 # ## Belief propagation on a tree, in one dimension
 # On a tree, the minimum of *data cost + penalties* is found in two passes. Upwards,
 # every node sends its parent a message: "for each label you might choose, this is the
-# least my whole subtree can cost". With a squared penalty that message is a
-# **distance transform**: the lower envelope of one parabola per label, computed in time
+# least my whole subtree can cost":
+#
+# $$m_{p \to q}(d_q) = \min_{d_p} \Big( C_p(d_p) + \sum_{c \text{ child of } p}
+#   m_{c \to p}(d_p) + \alpha \frac{\|d_p - d_q\|^2}{s^2} \Big).$$
+#
+# With a squared penalty that message is a **distance transform**: the lower envelope of
+# one parabola per label, computed in time
 # linear in the number of labels. Downwards, every node picks its best label given its
 # parent's choice.
 #
@@ -277,7 +293,7 @@ plt.show()
 # %%
 supervised = stages.supervision(cfg, data)
 teacher_table = stages.teacher_dice(cfg, data, supervised)
-print(teacher_table.to_markdown())
+display(Markdown(teacher_table.to_markdown()))
 seconds = [s.timings["total"] for s in supervised.values()]
 print(f"\n{len(supervised)} training scans, {np.mean(seconds):.1f} s per registration "
       f"(several in parallel, so each had a share of the cores)")
@@ -306,6 +322,30 @@ plt.show()
 if labelled:  # the explorer reports Dice: it needs labels
     explorer = TeacherExplorer(fixed, template, cfg.teacher)
     display(explorer.widget)
+
+# %% [markdown]
+# ## Exercise: one min-sum message
+# On a chain child $\to$ parent, the child sends for every label $q$ of the parent
+# $m(q) = \min_p \big(c(p) + \alpha\,(p - q)^2\big)$, with $c$ the child's costs (its data
+# cost plus the messages of its own children). Write `message(costs, alpha)` by brute
+# force (two loops, or one with NumPy); the package's distance transform computes the
+# same in linear time.
+
+# %% tags=["exercise"]
+def message(costs, alpha):
+    """The min-sum message of a child with label ``costs`` (n,) to its parent: (n,)."""
+    raise NotImplementedError  # replace this line by your code
+
+
+# %% tags=["solution"]
+def message(costs, alpha):
+    """The min-sum message of a child with label ``costs`` (n,) to its parent: (n,)."""
+    labels = np.arange(len(costs))
+    return (costs[:, None] + alpha * (labels[:, None] - labels[None, :]) ** 2).min(axis=0)
+
+
+# %% tags=["check", "nbval-check-output"]
+verdict = exercises.check_message(message)
 
 # %% [markdown]
 # ## Try it yourself

@@ -2,11 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -53,7 +55,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from slicreg_lite import config, networks, sources, stages, viz
+from slicreg_lite import config, exercises, networks, sources, stages, viz
 from slicreg_lite.spatial import resize
 from slicreg_lite.training import augment
 
@@ -69,6 +71,13 @@ print(f"preset {cfg.name!r}: the network sees {input_shape} voxels and answers a
 # Now a network learns the mapping *scan -> supervoxel labels*: at every voxel, 16
 # classifications (one per layer) into 128 classes. For a new scan, the predicted
 # labels say where each voxel sits in the template: registration by segmentation.
+#
+# The loss is the cross-entropy of every layer $l$, averaged over the $L = 16$ layers and
+# the voxels $x$ of the output grid $\Omega$, with $y_l(x)$ the teacher's label and
+# $p_l(k \mid x)$ the network's softmax:
+#
+# $$\mathcal{L} = -\frac{1}{L\,|\Omega|} \sum_{l=1}^{L} \sum_{x \in \Omega}
+#   \log p_l\big(y_l(x) \mid x\big).$$
 
 # %% [markdown]
 # ## The architecture
@@ -199,6 +208,29 @@ ax.set_xlabel("layer")
 ax.set_ylabel("agreement with the teacher (%)")
 ax.legend()
 plt.show()
+
+# %% [markdown]
+# ## Exercise: the loss of one layer
+# Write `layer_loss(logits, target)`: the cross-entropy of one layer, averaged over the
+# voxels of the batch. `logits` has shape (batch, classes, d, h, w), `target` (batch, d,
+# h, w) holds class numbers. Use `torch.log_softmax`, not `F.cross_entropy` (the check
+# compares with it).
+
+# %% tags=["exercise"]
+def layer_loss(logits, target):
+    """Mean cross-entropy of ``logits`` (B, K, d, h, w) against ``target`` (B, d, h, w)."""
+    raise NotImplementedError  # replace this line by your code
+
+
+# %% tags=["solution"]
+def layer_loss(logits, target):
+    """Mean cross-entropy of ``logits`` (B, K, d, h, w) against ``target`` (B, d, h, w)."""
+    log_p = torch.log_softmax(logits, dim=1)
+    return -log_p.gather(1, target[:, None]).mean()
+
+
+# %% tags=["check", "nbval-check-output"]
+verdict = exercises.check_layer_loss(layer_loss)
 
 # %% [markdown]
 # ## Try it yourself

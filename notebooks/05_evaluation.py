@@ -2,11 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -49,8 +51,9 @@ DATA = os.environ.get("SLICREG_DATA", "phantom")
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown, display
 
-from slicreg_lite import config, evaluation, sources, stages, viz
+from slicreg_lite import config, evaluation, exercises, sources, stages, viz
 from slicreg_lite.metrics import PAPER_COLUMNS, PAPER_TABLE
 
 cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
@@ -81,7 +84,7 @@ print(f"preset {cfg.name!r}, data {data.spec!r}: {len(data.split.evaluation_ids)
 
 # %%
 results = evaluation.evaluate(cfg, data)
-print(results.to_markdown())
+display(Markdown(results.to_markdown()))
 scored = bool(results.dice.methods)  # False for scans without labels
 summary = results.summary_column  # avg(4) for the 13 BTCV organs, else the mean of all
 
@@ -99,8 +102,8 @@ if scored and results.dice.is_btcv:
         paper = PAPER_TABLE.get(method)
         paper_text = f"{paper[4][0]:.1f}+-{paper[4][1]:.1f}" if paper else "-"
         rows.append(f"| {method} | {ours[0]:.1f}+-{ours[1]:.1f} | {paper_text} |")
-    print(f"| method | avg(4) {data.kind} ({cfg.name}) | avg(4) paper (BCV) |\n|---|---|---|")
-    print("\n".join(rows))
+    display(Markdown(f"| method | avg(4) {data.kind} ({cfg.name}) | avg(4) paper (BCV) |\n"
+                     "|---|---|---|\n" + "\n".join(rows)))
 
     fig, ax = plt.subplots(figsize=(10, 4))
     names = [m for m in evaluation.METHODS if m in PAPER_TABLE]
@@ -229,18 +232,21 @@ if data.kind == "phantom" and typical in results.fields:
     plt.show()
     slicreg_dice = dice_per_label(results.warped[evaluation.SLIC_REG][typical],
                                   template.labels)
-    print("| organ | Slic-Reg Dice % | mean endpoint error inside (mm) |\n|---|---|---|")
+    rows = ["| organ | Slic-Reg Dice % | mean endpoint error inside (mm) |", "|---|---|---|"]
     for label, name in enumerate(config.LABEL_NAMES, start=1):
         organ = template.labels == label
         if organ.any():
-            print(f"| {name} | {100 * slicreg_dice[label - 1]:.1f} | "
-                  f"{slicreg_error[organ].mean():.1f} |")
+            rows.append(f"| {name} | {100 * slicreg_dice[label - 1]:.1f} | "
+                        f"{slicreg_error[organ].mean():.1f} |")
+    display(Markdown("\n".join(rows)))
 
 # %% [markdown]
 # ## Deformation quality and time
 # Dice alone rewards any field that moves labels to the right place, even one that tears
-# or folds tissue. `% J<=0` counts voxels where the transform folds (the Jacobian
-# determinant is not positive), `std(log J)` how unevenly it stretches and compresses.
+# or folds tissue. With $J(x) = \det\big(I + \nabla u(x)\big)$ the Jacobian determinant
+# of the transform $x \mapsto x + u(x)$, `% J<=0` counts voxels where it folds
+# ($J \le 0$), and `std(log J)` how unevenly it stretches and compresses ($J > 1$ grows,
+# $J < 1$ shrinks).
 # The time splits into network inference and the alignment step (Adam or the random
 # walk, plus the thin-plate spline); for the teacher, the whole registration.
 
@@ -254,27 +260,56 @@ for line in evaluation.findings(results):
 # the same table):
 #
 # - **Classification beats regression: carries over.** Slic + Adam beats regression +
-#   random walk by 13.2 points with DeepLab (paper: 14.7) and by 17.9 with the UNet, with
-#   far less folding. A network that only has to *recognise* supervoxels learns more from
-#   the same teacher than one that has to *measure* displacements, and the Adam alignment
-#   averages away many of its mistakes.
-# - **Student vs teacher speed: carries over.** The alignment step takes about a second
-#   on a 2-core CPU against about 7 s for deeds-lite, and the network's inference adds
-#   a fraction of a second.
-# - **DeepLab vs UNet: the same direction.** The paper finds DeepLab 6.8 points better, the
-#   phantom 8.3; but the spread over 9 subjects is large (exercise 3 asks whether the
-#   difference is meaningful), and our lite networks read 8 mm scans and were trained for
-#   300 instead of several thousand iterations.
-# - **The student stays below its teacher.** Slic-Reg reaches 70% of the teacher's
-#   avg(4) on the phantom (60.8 vs 86.9), and its landmarks end 12.3 mm from their true
-#   partners against the teacher's 4.4 mm. The two measurement rows say where the 26
+#   random walk by 18.8 points with DeepLab (paper: 14.7) and by 22.1 with the UNet, with
+#   far less folding. Per subject the gain is $18.8 \pm 12.9$ points, positive for 8 of
+#   the 9: well outside the spread (the findings above give the 95% interval of the
+#   paired difference). A network that only has to *recognise* supervoxels learns more
+#   from the same teacher than one that has to *measure* displacements, and the Adam
+#   alignment averages away many of its mistakes.
+# - **Student vs teacher speed: carries over.** The alignment step takes under half a
+#   second on a 2-core CPU against about 7 s for deeds-lite, and the network's inference
+#   adds a fraction of a second.
+# - **DeepLab vs UNet: the same direction, and just outside the spread.** The paper finds
+#   DeepLab 6.8 points better, the phantom 9.8; per subject $9.8 \pm 9.1$ points, DeepLab
+#   ahead on all 9, whose 95% interval (+2.9 to +16.8) excludes zero but spans a factor
+#   of six: the size of the gap is not pinned down by 9 subjects. Our lite networks read
+#   8 mm scans and were trained for 300 instead of several thousand iterations.
+# - **The student stays below its teacher.** Slic-Reg reaches 76% of the teacher's
+#   avg(4) on the phantom (66.4 vs 86.9), and its landmarks end 11.7 mm from their true
+#   partners against the teacher's 4.4 mm. The two measurement rows say where the 20
 #   points go: about 3 to the keypoint + spline representation (the teacher's own field
-#   through it: 84.1), 7 to aligning supervoxels with Adam (a perfect network: 77.0), and
-#   16 to the lite network's mistakes.
+#   through it: 84.1), 9 to aligning supervoxels with Adam (a perfect network: 75.3), and
+#   9 to the lite network's mistakes. (Under `lite` Adam is also drawn to the centres of
+#   the predicted supervoxels, notebook 04: that gains 5.6 points for the student but
+#   costs the perfect network 1.7.)
 # - **Absolute numbers do not transfer.** Every phantom subject is a smooth deformation of
 #   one anatomy, so a conventional registration finds the organs more easily than on
 #   real patients, whose anatomy differs in ways no smooth map explains: the teacher's
 #   row is higher than any registration reaches on BCV.
+
+# %% [markdown]
+# ## Exercise: read the TRE against the phantom's ground truth
+# Write `tre(displacement, fixed_points, moving_points, spacing)`: a landmark at
+# $x_i$ in the template is mapped to $x_i + u(x_i)$; its TRE is the distance to its true
+# partner $y_i$ in mm. Landmarks lie on whole voxels here, so read $u$ at the voxel
+# (`displacement[:, d, h, w]`) without interpolation; `spacing` is the voxel size in mm.
+
+# %% tags=["exercise"]
+def tre(displacement, fixed_points, moving_points, spacing):
+    """TRE (mm) of every landmark: an array of shape (N,)."""
+    raise NotImplementedError  # replace this line by your code
+
+
+# %% tags=["solution"]
+def tre(displacement, fixed_points, moving_points, spacing):
+    """TRE (mm) of every landmark: an array of shape (N,)."""
+    d, h, w = np.round(fixed_points).astype(int).T
+    mapped = fixed_points + displacement[:, d, h, w].T
+    return np.linalg.norm(mapped - moving_points, axis=1) * spacing
+
+
+# %% tags=["check", "nbval-check-output"]
+verdict = exercises.check_tre(tre)
 
 # %% [markdown]
 # ## Try it yourself

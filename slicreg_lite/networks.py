@@ -2,7 +2,7 @@
 
 Small composable modules, assembled by :func:`build_model`:
 
-- :class:`MobileNetV2Backbone3d`: eight inverted-residual blocks (METHOD.md), 216,768
+- :class:`MobileNetV2Backbone3d`: eight inverted-residual blocks (as in the paper), 216,768
   parameters; returns the early 24-channel features (half resolution, for the skip
   connection) and the final 64-channel features (quarter resolution).
 - :class:`ASPP3d`: atrous spatial pyramid pooling: a 1x1x1 branch, dilated 3x3x3 branches
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from .config import Config, NetworkConfig, config_section
 
-#: The backbone of METHOD.md: channels and depthwise strides of the eight blocks.
+#: The paper's backbone: channels and depthwise strides of the eight blocks.
 BACKBONE_IN = (1, 24, 24, 32, 48, 48, 48, 64)
 BACKBONE_MID = (64, 128, 192, 192, 256, 256, 256, 384)
 BACKBONE_OUT = (24, 24, 32, 48, 48, 48, 64, 64)
@@ -91,7 +91,7 @@ class InvertedResidual3d(nn.Module):
 
 
 class MobileNetV2Backbone3d(nn.Module):
-    """The 3D MobileNetV2 backbone of METHOD.md (216,768 parameters).
+    """The paper's 3D MobileNetV2 backbone (216,768 parameters; the poster's "220k").
 
     Returns ``(skip, features)``: 24 channels at 1/2 and 64 channels at 1/4 resolution.
     """
@@ -331,6 +331,34 @@ def predict_supervoxels(model: SupervoxelNetwork, image, input_shape, output_sha
     if output_shape is not None and tuple(output_shape) != labels.shape[1:]:
         labels = resize(labels, output_shape, mode="nearest")
     return labels
+
+
+@torch.no_grad()
+def prediction_entropy(model: SupervoxelNetwork, image, input_shape, output_shape=None, *,
+                       intensity_scale: float = 500.0, device=None):
+    """How unsure the network is of its supervoxels: the entropy of its softmax.
+
+    The entropy of each layer's class probabilities, averaged over the layers and divided
+    by that of a uniform guess (``log 128``): 0 where every layer is certain, 1 where the
+    network has no idea.
+
+    Parameters are those of :func:`predict_supervoxels`.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape output_shape (default: the network's output grid)
+    """
+    import numpy as np
+
+    from .spatial import resize
+
+    logits = _predict(model, "slic", image, input_shape, intensity_scale, device).float()
+    log_p = torch.log_softmax(logits, 1)  # (L, classes, d, h, w)
+    entropy = -(log_p.exp() * log_p).sum(1).mean(0) / np.log(logits.shape[1])
+    entropy = entropy.cpu().numpy().astype(np.float32)
+    if output_shape is not None and tuple(output_shape) != entropy.shape:
+        entropy = resize(entropy, output_shape)
+    return entropy
 
 
 @torch.no_grad()

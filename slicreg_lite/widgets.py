@@ -3,9 +3,15 @@
 Each panel is a small class: its controls are attributes (so a test, or a curious
 student, can drive them from Python), :meth:`update` redraws, and ``.widget`` is what a
 notebook displays.
+
+Panels that compute (a SLIC layer, a registration) do it in a background thread through
+:class:`LatestOnly`: the slider answers at once, the panel says that it is busy, and moves
+made meanwhile are not queued: only the latest value is computed next.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -26,6 +32,105 @@ def _slice_slider(n: int):
                        continuous_update=False)
 
 
+def _step_slider(description: str, values, start):
+    """A slider over fixed ``values`` that has ``start`` among its steps (so that any move
+    can be undone)."""
+    import ipywidgets as w
+
+    steps = sorted({float(v) for v in values} | {float(start)})
+    return w.SelectionSlider(options=[(f"{v:g}", v) for v in steps], value=float(start),
+                             description=description, continuous_update=False)
+
+
+class LatestOnly:
+    """Run a slow update in the background; requests made while it runs collapse into one.
+
+    :meth:`request` (a slider's observer) returns at once. If nothing runs, ``work``
+    starts in a thread; if it is running, the request is only remembered, and when it
+    ends ``work`` runs once more, reading the sliders as they are *then*: intermediate
+    values are skipped, never queued.
+
+    Parameters
+    ----------
+    work : callable
+        Reads the controls, computes and redraws.
+    background : bool
+        False runs ``work`` in the caller's thread (no coalescing possible then).
+    on_error : callable, optional
+        Called with the exception if ``work`` fails (e.g. to show it in the panel);
+        by default it is raised.
+
+    Attributes
+    ----------
+    runs : int
+        How many times ``work`` ran.
+    """
+
+    def __init__(self, work, *, background: bool = True, on_error=None):
+        self.work, self.background, self.on_error = work, background, on_error
+        self.runs = 0
+        self._lock = threading.Lock()
+        self._pending = False
+        self._idle = threading.Event()
+        self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether an update is running or about to."""
+        return not self._idle.is_set()
+
+    def request(self, change=None) -> None:
+        """Ask for an update with the controls' current values."""
+        with self._lock:
+            self._pending = True
+            if self.busy:
+                return  # the running loop will pick it up
+            self._idle.clear()
+        if self.background:
+            threading.Thread(target=self._drain, daemon=True).start()
+        else:
+            self._drain()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no update is running; False if ``timeout`` passed first."""
+        return self._idle.wait(timeout)
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        return
+                    self._pending = False
+                self.runs += 1
+                try:
+                    self.work()
+                except Exception as error:
+                    if self.on_error is None:
+                        raise
+                    self.on_error(error)
+        finally:
+            with self._lock:
+                self._pending = False
+                self._idle.set()
+
+
+def _busy_text(message: str) -> str:
+    """What an info line shows while a panel computes."""
+    return f"<i>&#8987; {message}&hellip;</i>"
+
+
+def _live(panel, background: bool) -> LatestOnly:
+    """The panel's :class:`LatestOnly` around its ``update``; errors go to its info line."""
+    import html
+
+    def show(error):
+        panel.info.value = (f"<span style='color: #b00'>{type(error).__name__}: "
+                            f"{html.escape(str(error))}</span>")
+
+    return LatestOnly(panel.update, background=background, on_error=show)
+
+
 def _new_figure():
     """A figure that appears only where a panel shows it (not when it is made)."""
     import matplotlib.pyplot as plt
@@ -34,13 +139,19 @@ def _new_figure():
         return plt.subplots(figsize=(5, 5))
 
 
-def _show(output, figure) -> None:
-    """Replace what an Output widget shows by ``figure``."""
-    from IPython.display import display
+def _show(image, figure) -> None:
+    """Show ``figure`` in an Image widget (as PNG: safe from a background thread)."""
+    import io
 
-    with output:
-        output.clear_output(wait=True)
-        display(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    image.value = buffer.getvalue()
+
+
+def _image_widget():
+    import ipywidgets as w
+
+    return w.Image(format="png", layout=w.Layout(max_width="420px"))
 
 
 class SliceViewer:
@@ -78,7 +189,7 @@ class SliceViewer:
                                     value=axis, description="view")
         self.slice = w.IntSlider(description="slice", continuous_update=False)
         self.show_labels = w.Checkbox(value=True, description="organ labels")
-        self.output = w.Output()
+        self.output = _image_widget()
         self._set_slice_range()
 
         # One figure, updated in place; plt.ioff() keeps it from being shown twice.
@@ -142,27 +253,30 @@ class SupervoxelExplorer:
         Starting parameters (``get_config(preset).supervoxels``).
     axis : int
         The view: 2 axial, 1 coronal, 0 sagittal.
+    background : bool
+        Compute in a background thread (:class:`LatestOnly`); the first picture is always
+        drawn before the panel is returned.
     """
 
-    def __init__(self, image, mask, cfg, *, axis: int = 1):
+    def __init__(self, image, mask, cfg, *, axis: int = 1, background: bool = True):
         import ipywidgets as w
 
         _check_axis(axis)
         self.image, self.mask, self.cfg, self.axis = image, mask, cfg, axis
         self.n_segments = w.IntSlider(value=cfg.n_segments, min=32, max=512, step=16,
                                       description="n_segments", continuous_update=False)
-        self.compactness = w.FloatLogSlider(value=cfg.compactness, base=10, min=-1, max=1.5,
-                                            step=0.1, description="compactness",
-                                            continuous_update=False)
+        self.compactness = _step_slider("compactness", (0.1, 0.3, 1, 3, 10, 30),
+                                        cfg.compactness)
         self.layer = w.IntSlider(value=0, min=0, max=max(cfg.n_layers - 1, 0),
                                  description="layer", continuous_update=False)
         self.slice = _slice_slider(image.shape[axis])
         self.info = w.HTML()
-        self.output = w.Output()
+        self.output = _image_widget()
         self._layers = {}  # (n_segments, compactness, layer) -> computed layer
         self.figure, self.ax = _new_figure()
+        self.live = _live(self, background)
         for control in (self.n_segments, self.compactness, self.layer, self.slice):
-            control.observe(self.update, names="value")
+            control.observe(self.live.request, names="value")
         self.widget = w.VBox([w.HBox([self.n_segments, self.compactness]),
                               w.HBox([self.layer, self.slice]), self.info, self.output])
         self.update()
@@ -177,6 +291,8 @@ class SupervoxelExplorer:
         key = (self.n_segments.value, round(self.compactness.value, 4), self.layer.value)
         if key not in self._layers:
             cfg = dataclasses.replace(self.cfg, n_segments=key[0], compactness=key[1])
+            self.info.value = _busy_text(f"computing layer {key[2]} with n_segments {key[0]}, "
+                                         f"compactness {key[1]:g}")
             start = time.perf_counter()
             self._layers[key] = slic_layer(self.image, self.mask, cfg, key[2])
             self.info.value = (f"layer computed in {time.perf_counter() - start:.1f} s: "
@@ -214,29 +330,29 @@ class TeacherExplorer:
         Starting parameters (``get_config(preset).teacher``).
     axis : int
         The view: 2 axial, 1 coronal, 0 sagittal.
+    background : bool
+        Register in a background thread (:class:`LatestOnly`); the first picture is
+        always drawn before the panel is returned.
     """
 
-    def __init__(self, fixed, moving, cfg, *, axis: int = 1):
+    def __init__(self, fixed, moving, cfg, *, axis: int = 1, background: bool = True):
         import ipywidgets as w
 
         _check_axis(axis)
         self.fixed, self.moving, self.cfg, self.axis = fixed, moving, cfg, axis
-        # doubling steps, and the starting value among them (so that a move can be undone)
-        steps = sorted({0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, float(cfg.regularisation)})
-        self.alpha = w.SelectionSlider(options=[(f"{a:g}", a) for a in steps],
-                                       value=float(cfg.regularisation), description="alpha",
-                                       continuous_update=False)
+        self.alpha = _step_slider("alpha", (0.5, 1, 2, 4, 8, 16, 32, 64), cfg.regularisation)
         self.level = w.IntSlider(value=len(cfg.grid_spacings), min=0,
                                  max=len(cfg.grid_spacings), description="level",
                                  continuous_update=False)
         self.slice = _slice_slider(fixed.shape[axis])
         self.info = w.HTML()
-        self.output = w.Output()
+        self.output = _image_widget()
         self._fields = {}  # alpha -> [affine field, field after level 1, ...]
         self._affine = None  # the affine step's matrix, once computed
         self.figure, self.ax = _new_figure()
+        self.live = _live(self, background)
         for control in (self.alpha, self.level, self.slice):
-            control.observe(self.update, names="value")
+            control.observe(self.live.request, names="value")
         self.widget = w.VBox([w.HBox([self.alpha, self.level, self.slice]), self.info,
                               self.output])
         self.update()
@@ -250,6 +366,7 @@ class TeacherExplorer:
 
         alpha = round(self.alpha.value, 4)
         if alpha not in self._fields:
+            self.info.value = _busy_text(f"registering with alpha {alpha:g}")
             # the affine step of the first registration serves every alpha
             result = register(self.fixed.image, self.moving.image,
                               dataclasses.replace(self.cfg, regularisation=alpha),
@@ -285,22 +402,25 @@ class TeacherExplorer:
 class AdamExplorer:
     """Re-run the Adam alignment of step 4 live: sliders for alpha, k and iterations.
 
-    Each change registers again (features are computed once; Adam + thin-plate spline +
-    warping take under a second under ``lite``) and updates the overlay, the avg(4) Dice
-    and the folding. The picture shows the template with its organ outlines (solid) and
-    the moving scan's warped outlines (dashed).
+    Each change registers again (the network's features are computed once; Adam,
+    thin-plate spline and warping take well under a second under ``lite``) and updates
+    the overlay, the avg(4) Dice and the folding. The picture shows the template with its
+    organ outlines (solid) and the moving scan's warped outlines (dashed).
 
     Parameters
     ----------
     slicreg : SlicReg
         The registration (:class:`slicreg_lite.registration.SlicReg`): its template and
         its Adam settings (``slicreg.cfg.adam``) are the starting point.
-    features : torch.Tensor
-        The moving scan's features (``slicreg.features(moving.image)``).
+    moving_scan : adamreg.MovingScan
+        The moving scan seen through the network (``slicreg.moving_scan(moving.image)``).
     fixed, moving : Subject
         The template scan and the moving scan, with labels for the Dice.
     axis : int
         The view: 2 axial, 1 coronal, 0 sagittal.
+    background : bool
+        Register in a background thread (:class:`LatestOnly`); the first picture is
+        always drawn before the panel is returned.
 
     Attributes
     ----------
@@ -310,53 +430,62 @@ class AdamExplorer:
         Its avg(4) Dice (fraction) and % of voxels with J <= 0.
     """
 
-    def __init__(self, slicreg, features, fixed, moving, *, axis: int = 1):
+    def __init__(self, slicreg, moving_scan, fixed, moving, *, axis: int = 1,
+                 background: bool = True):
         import ipywidgets as w
 
         _check_axis(axis)
         if fixed.shape != moving.shape:
             raise ValueError(f"fixed and moving must share a grid; got {fixed.shape} and "
                              f"{moving.shape}")
-        self.slicreg, self.features, self.axis = slicreg, features, axis
+        self.slicreg, self.moving_scan, self.axis = slicreg, moving_scan, axis
         cfg = slicreg.cfg
         template = slicreg.template
         self.fixed, self.moving = fixed, moving
         n_points = len(template.keypoints)
-        self.alpha = w.FloatLogSlider(value=cfg.adam.alpha, base=10, min=-3, max=1, step=0.25,
-                                      description="alpha", continuous_update=False)
+        self.alpha = _step_slider("alpha", (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10),
+                                  cfg.adam.alpha)
         self.k = w.IntSlider(value=cfg.adam.k, min=1, max=min(24, n_points - 1),
                              description="k", continuous_update=False)
         self.iterations = w.IntSlider(value=cfg.adam.iterations, min=5, max=300, step=5,
                                       description="iterations", continuous_update=False)
         self.slice = _slice_slider(fixed.shape[axis])
         self.info = w.HTML()
-        self.output = w.Output()
+        self.output = _image_widget()
         self.figure, self.ax = _new_figure()
-        for control in (self.alpha, self.k, self.iterations):
-            control.observe(self.register, names="value")
-        self.slice.observe(self.draw, names="value")
+        self._registered_with = None  # the slider values of self.result
+        self.live = _live(self, background)
+        for control in (self.alpha, self.k, self.iterations, self.slice):
+            control.observe(self.live.request, names="value")
         self.widget = w.VBox([w.HBox([self.alpha, self.k]), w.HBox([self.iterations,
                                                                       self.slice]),
                               self.info, self.output])
-        self.register()
+        self.update()
 
-    def register(self, change=None) -> None:
-        """Align with the sliders' values, then redraw."""
+    def update(self, change=None) -> None:
+        """Register again if alpha, k or iterations changed, then redraw."""
+        settings = (float(self.alpha.value), int(self.k.value), int(self.iterations.value))
+        if settings != self._registered_with:
+            self.register(*settings)
+        self.draw()
+
+    def register(self, alpha: float, k: int, iterations: int) -> None:
+        """Align with these settings; the Dice and folding of the result."""
         from .config import LARGE_ORGANS
         from .metrics import average_dice, dice_per_label, jacobian_stats
         from .spatial import warp_labels
 
-        self.result = self.slicreg.align(self.features, alpha=float(self.alpha.value),
-                                         k=int(self.k.value),
-                                         iterations=int(self.iterations.value))
+        self.info.value = _busy_text(f"registering with alpha {alpha:g}, k {k}, "
+                                     f"{iterations} iterations")
+        self.result = self.slicreg.align(self.moving_scan, alpha=alpha, k=k,
+                                         iterations=iterations)
+        self._registered_with = (alpha, k, iterations)
         self.warped = warp_labels(self.moving.labels, self.result.displacement)
         self.dice = average_dice(dice_per_label(self.warped, self.fixed.labels), LARGE_ORGANS)
         self.folding = jacobian_stats(self.result.displacement)["percent_folding"]
-        self.info.value = (f"alpha {self.alpha.value:.3g}, k {self.k.value}, "
-                           f"{self.iterations.value} iterations: avg(4) Dice "
+        self.info.value = (f"alpha {alpha:g}, k {k}, {iterations} iterations: avg(4) Dice "
                            f"{100 * self.dice:.1f}%, folding {self.folding:.2f}% of voxels "
                            f"({self.result.timings['total']:.2f} s)")
-        self.draw()
 
     def draw(self, change=None) -> None:
         """Redraw the overlay of the current slice."""

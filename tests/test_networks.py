@@ -1,4 +1,4 @@
-"""The networks of step 3: exact sizes from METHOD.md, shapes, clear errors."""
+"""The networks of step 3: the paper's exact sizes, shapes, clear errors."""
 
 import pytest
 import torch
@@ -74,3 +74,22 @@ def test_kaiming_initialisation_and_determinism():
         assert torch.equal(pa, pb)
     weight = a.features.backbone.blocks[1].expand[0].weight  # 1x1x1, fan_out = 128
     assert abs(float(weight.detach().std()) - (2 / 128) ** 0.5) < 0.03
+
+
+def test_prediction_entropy_is_zero_when_certain_and_one_when_clueless():
+    import numpy as np
+
+    from slicreg_lite.networks import prediction_entropy
+
+    cfg = get_config("smoke")
+    model = build_model("deeplab", "slic", cfg)
+    image = np.zeros(cfg.network.input_shape, np.float32)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()  # every logit 0: a uniform guess
+    clueless = prediction_entropy(model, image, cfg.network.input_shape)
+    np.testing.assert_allclose(clueless, 1.0, atol=1e-5)
+    with torch.no_grad():  # the last convolution's bias: class 5 of every layer wins
+        model.head.layers[-1].bias.view(-1, cfg.network.n_classes)[:, 5] = 50.0
+    certain = prediction_entropy(model, image, cfg.network.input_shape, (8, 7, 9))
+    assert certain.shape == (8, 7, 9) and certain.max() < 1e-3

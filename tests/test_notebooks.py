@@ -4,6 +4,7 @@ nbval itself runs every notebook under the smoke preset (``notebooks/`` is in te
 """
 
 import re
+import sys
 from pathlib import Path
 
 import jupytext
@@ -35,6 +36,17 @@ def test_pair_in_sync(source):
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_opening_and_saving_changes_nothing(source):
+    """JupyterLab's default kernel is named "Python 3 (ipykernel)", and jupytext writes
+    back exactly the header it reads: opening and saving leaves both files as they are."""
+    notebook = jupytext.read(source)
+    assert notebook.metadata["kernelspec"]["display_name"] == "Python 3 (ipykernel)"
+    assert jupytext.writes(notebook, fmt="py:percent") == source.read_text()
+    stored = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    assert stored.metadata["kernelspec"] == notebook.metadata["kernelspec"]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_conventions(source):
     notebook = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
     text = "\n".join(c.source for c in notebook.cells)
@@ -47,6 +59,38 @@ def test_notebook_conventions(source):
     for cell in notebook.cells:
         if cell.cell_type == "code" and CHECK_TAG not in cell.metadata.get("tags", []):
             assert not cell.outputs, f"stored output in an unchecked cell of {source.name}"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_notebook_has_exercises_with_stub_solution_and_stored_check(source):
+    """1-3 exercises, each a stub, then its solution, then a check whose output nbval
+    compares: the solution version must print "correct"."""
+    notebook = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    tagged = [(set(cell.metadata.get("tags", [])) & {"exercise", "solution", "check"}, cell)
+              for cell in notebook.cells]
+    tagged = [(tags.pop(), cell) for tags, cell in tagged if tags]
+    kinds = [kind for kind, _ in tagged]
+    assert 1 <= kinds.count("exercise") <= 3
+    assert kinds == ["exercise", "solution", "check"] * kinds.count("exercise")
+    for kind, cell in tagged:
+        if kind == "exercise":
+            assert "raise NotImplementedError" in cell.source
+        if kind == "check":
+            assert "exercises.check_" in cell.source and CHECK_TAG in cell.metadata["tags"]
+            assert [o.get("text") for o in cell.outputs] == ["correct\n"]
+
+
+def test_student_version_leaves_out_exactly_the_solutions(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    from student_notebooks import write_student_versions
+
+    written = write_student_versions(SOURCES, tmp_path)
+    for source, path in zip(SOURCES, written):
+        full = jupytext.read(source)
+        student = nbformat.read(path, as_version=4)
+        kept = [c.source for c in full.cells if "solution" not in c.metadata.get("tags", [])]
+        assert [c.source for c in student.cells] == kept
+        assert len(student.cells) < len(full.cells)
 
 
 def test_readme_lists_every_notebook_with_a_badge():
@@ -78,16 +122,26 @@ def own_scans(tmp_path_factory):
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_notebook_runs_on_a_folder_of_scans(source, own_scans, monkeypatch):
-    """Every notebook runs top to bottom on real data given by SLICREG_DATA."""
+def test_student_version_runs_on_a_folder_of_scans(source, own_scans, monkeypatch):
+    """The student version of every notebook runs top to bottom, on real data given by
+    SLICREG_DATA, and each of its checks reports "not attempted" (the solution version
+    runs under nbval on the phantom, its checks printing "correct")."""
     from nbclient import NotebookClient
 
+    sys.path.insert(0, str(ROOT / "tools"))
+    from student_notebooks import student_version
+
     monkeypatch.setenv("SLICREG_DATA", f"folder:{own_scans}")
-    notebook = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    notebook = student_version(source)
     NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    printed = "\n".join(output.get("text", "") for cell in notebook.cells
-                        for output in cell.get("outputs", []) if cell.cell_type == "code")
+    checks = [cell for cell in notebook.cells if "check" in cell.metadata.get("tags", [])]
+    assert checks and all(
+        "".join(o.get("text", "") for o in cell.outputs).startswith("not attempted")
+        for cell in checks)
+    printed = "\n".join(output.get("text", "") + output.get("data", {}).get("text/markdown", "")
+                        for cell in notebook.cells if cell.cell_type == "code"
+                        for output in cell.get("outputs", []))
     if source.stem.startswith("00"):
         assert "folder:" in printed and "structure 6" in printed
     if source.stem.startswith("05"):

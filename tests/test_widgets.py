@@ -1,4 +1,8 @@
-"""The slice viewer redraws when a control changes (driven from Python)."""
+"""The panels redraw when a control changes (driven from Python); slow updates run in the
+background, say that they are busy, and coalesce the moves made meanwhile."""
+
+import threading
+import time
 
 import matplotlib
 import numpy as np
@@ -8,7 +12,7 @@ import torch
 from slicreg_lite.config import get_config
 from slicreg_lite.phantom import generate_subject
 from slicreg_lite.viz import view_slice
-from slicreg_lite.widgets import SliceViewer, SupervoxelExplorer
+from slicreg_lite.widgets import LatestOnly, SliceViewer, SupervoxelExplorer
 
 matplotlib.use("Agg")
 
@@ -48,9 +52,12 @@ def test_supervoxel_explorer_recomputes_on_slider_change(subjects):
     image = subjects[38].image
     explorer = SupervoxelExplorer(image, body_mask(image), get_config("smoke").supervoxels)
     assert len(explorer._layers) == 1 and "127 supervoxels" in explorer.info.value
+    assert explorer.compactness.value == 1.5  # the start is one of the slider's steps
     explorer.slice.value = 3  # only redraws
+    assert explorer.live.wait(60)
     assert len(explorer._layers) == 1
     explorer.n_segments.value = 160  # recomputes the layer with the new parameter
+    assert explorer.live.wait(60)
     assert len(explorer._layers) == 2
     assert (160, round(explorer.compactness.value, 4), 0) in explorer._layers
     assert explorer.ax.get_title().startswith("n_segments 160")
@@ -64,10 +71,12 @@ def test_teacher_explorer_registers_once_per_alpha(subjects):
     assert len(explorer._fields) == 1 and "avg(4) Dice" in explorer.info.value
     assert len(explorer.fields()) == len(cfg.grid_spacings) + 1  # affine + each level
     explorer.level.value = 0
+    assert explorer.live.wait(60)
     assert "affine" in explorer.info.value and len(explorer._fields) == 1
     assert explorer.alpha.value == cfg.regularisation  # the start is a step of the slider
     affine = explorer.fields()[0]
     explorer.alpha.value = 1.0  # a new weight: one more registration, the same affine step
+    assert explorer.live.wait(60)
     assert len(explorer._fields) == 2 and explorer.info.value.startswith("alpha 1,")
     assert np.array_equal(explorer.fields()[0], affine)
 
@@ -85,11 +94,13 @@ def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
     torch.manual_seed(0)
     slicreg = SlicReg(fixed.image, layers, build_model("deeplab", "slic", cfg), cfg)
     moved_layers = slic_layers(moving.image, body_mask(moving.image), cfg.supervoxels)
-    features = adamreg.moving_features(moved_layers, slicreg.template, cfg)
-    explorer = AdamExplorer(slicreg, features, fixed, moving)
+    moving_scan = adamreg.moving_scan(moved_layers, slicreg.template, cfg)
+    explorer = AdamExplorer(slicreg, moving_scan, fixed, moving)
     first = (explorer.result, explorer.info.value)
     assert "avg(4) Dice" in first[1] and "folding" in first[1]
+    assert explorer.alpha.value == cfg.adam.alpha  # the start is one of the slider's steps
     explorer.alpha.value = 10.0
+    assert explorer.live.wait(60)
     assert explorer.result is not first[0]
     assert explorer.info.value != first[1] and "alpha 10" in explorer.info.value
     # a much stronger regulariser: a smoother keypoint field
@@ -97,8 +108,85 @@ def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
                                      explorer.result.graph)
             < adamreg.edge_differences(first[0].keypoint_displacement, first[0].graph))
     explorer.k.value = 3
+    assert explorer.live.wait(60)
     assert explorer.result.graph.k == 3
     explorer.iterations.value = 10
+    assert explorer.live.wait(60)
     assert len(explorer.result.losses["total"]) == 10
-    explorer.slice.value = 3
+    registered = explorer.result
+    explorer.slice.value = 3  # only redraws
+    assert explorer.live.wait(60)
+    assert explorer.result is registered
     assert explorer.ax.get_title().startswith("template (solid)")
+    assert explorer.output.value[:8] == b"\x89PNG\r\n\x1a\n"  # the picture, as a PNG
+
+
+def test_moves_made_while_busy_are_coalesced_into_the_latest():
+    """Three moves during a slow update: the update runs once more, with the last value."""
+    gate, seen = threading.Event(), []
+    value = {"alpha": 0}
+
+    def work():
+        seen.append(value["alpha"])
+        gate.wait(10)  # a slow registration
+
+    live = LatestOnly(work)
+    live.request()  # the first move starts the work ...
+    time.sleep(0.05)
+    assert live.busy and seen == [0]
+    for alpha in (1, 2, 3):  # ... three more arrive while it runs
+        value["alpha"] = alpha
+        live.request()
+    gate.set()
+    assert live.wait(10) and not live.busy
+    assert seen == [0, 3] and live.runs == 2  # 1 and 2 were never computed
+
+
+def test_a_failing_update_is_reported_and_the_panel_stays_usable():
+    errors, calls = [], []
+
+    def work():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("bad alpha")
+
+    live = LatestOnly(work, on_error=errors.append)
+    live.request()
+    assert live.wait(10)
+    assert [str(e) for e in errors] == ["bad alpha"] and not live.busy
+    live.request()
+    assert live.wait(10) and len(calls) == 2
+
+
+def test_the_adam_panel_says_it_is_busy_and_computes_only_the_last_move(subjects):
+    from slicreg_lite import adamreg
+    from slicreg_lite.networks import build_model
+    from slicreg_lite.registration import SlicReg
+    from slicreg_lite.supervoxels import body_mask, slic_layers
+    from slicreg_lite.widgets import AdamExplorer
+
+    cfg = get_config("smoke")
+    fixed, moving = subjects[38], subjects[1]
+    layers = slic_layers(fixed.image, body_mask(fixed.image), cfg.supervoxels)
+    torch.manual_seed(0)
+    slicreg = SlicReg(fixed.image, layers, build_model("deeplab", "slic", cfg), cfg)
+    moving_scan = adamreg.moving_scan(layers, slicreg.template, cfg)
+    explorer = AdamExplorer(slicreg, moving_scan, fixed, moving)
+    gate, aligned = threading.Event(), []
+    align = slicreg.align
+
+    def slow_align(scan, **settings):
+        aligned.append(settings["alpha"])
+        gate.wait(10)
+        return align(scan, **settings)
+
+    slicreg.align = slow_align
+    explorer.alpha.value = 0.3
+    time.sleep(0.05)
+    assert explorer.live.busy and "registering with alpha 0.3" in explorer.info.value
+    for alpha in (1.0, 3.0, 0.01):
+        explorer.alpha.value = alpha
+    gate.set()
+    assert explorer.live.wait(60)
+    assert aligned == [0.3, 0.01]
+    assert explorer.info.value.startswith("alpha 0.01,") and "avg(4) Dice" in explorer.info.value
