@@ -105,17 +105,19 @@ if scored and results.dice.is_btcv:
     display(Markdown(f"| method | avg(4) {data.kind} ({cfg.name}) | avg(4) paper (BCV) |\n"
                      "|---|---|---|\n" + "\n".join(rows)))
 
-    fig, ax = plt.subplots(figsize=(10, 4))
+    # horizontal bars: the methods' long names fit as labels without overlapping
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     names = [m for m in evaluation.METHODS if m in PAPER_TABLE]
-    x = np.arange(len(names))
-    ax.bar(x - 0.2, [results.dice.column(m, "avg(4)")[0] for m in names], 0.4,
-           label=f"{data.kind} ({cfg.name})")
-    ax.bar(x + 0.2, [PAPER_TABLE[m][PAPER_COLUMNS.index("avg(4)")][0] for m in names], 0.4,
-           label="paper (BCV)")
-    ax.set_xticks(x)
-    ax.set_xticklabels([m.replace(": ", ":\n") for m in names], fontsize="small")
-    ax.set_ylabel("avg(4) Dice (%)")
-    ax.legend()
+    y = np.arange(len(names))
+    ax.barh(y - 0.2, [results.dice.column(m, "avg(4)")[0] for m in names], 0.4,
+            label=f"{data.kind} ({cfg.name})")
+    ax.barh(y + 0.2, [PAPER_TABLE[m][PAPER_COLUMNS.index("avg(4)")][0] for m in names], 0.4,
+            label="paper (BCV)")
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize="small")
+    ax.invert_yaxis()  # the table's order, top to bottom
+    ax.set_xlabel("avg(4) Dice (%)")
+    ax.legend(loc="lower right")
     plt.show()
 
 # %% [markdown]

@@ -78,6 +78,27 @@ def label_colormap() -> ListedColormap:
 
 
 # ------------------------------------------------------------------------------ checks
+def add_organ_key(figure, labels_list):
+    """A key of the organ colours (those present in any of ``labels_list``) below a figure.
+
+    Returns the legend, or None when no organ is present.
+    """
+    from matplotlib.patches import Patch
+
+    present = set()
+    for labels in labels_list:
+        if labels is not None:
+            present |= set(np.unique(np.asarray(labels)).tolist())
+    present = sorted(int(n) for n in present if 1 <= n <= NUM_LABELS)
+    if not present:
+        return None
+    colours = label_colormap()
+    handles = [Patch(facecolor=colours(n), label=LABEL_NAMES[n - 1]) for n in present]
+    columns = max(2, int(figure.get_figwidth() / 1.8))  # about 1.8 inches per name
+    return figure.legend(handles=handles, loc="outside lower center", ncol=columns,
+                         fontsize="x-small", frameon=False)
+
+
 def _check_axis(axis) -> int:
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0 (sagittal), 1 (coronal) or 2 (axial); got {axis!r}")
@@ -496,6 +517,7 @@ def show_subjects(images: Sequence, labels_list: Sequence | None = None,
     for ax, image, labels, title in zip(axes[0], images, labels_list, titles):
         show_slice(image, labels, axis=axis, index=index, ax=ax, window=window, alpha=alpha,
                    title=title)
+    add_organ_key(figure, labels_list)
     return figure
 
 
@@ -881,7 +903,8 @@ def show_dice_boxplots(table, *, methods: Sequence[str] | None = None,
     ax.set_xticklabels([LABEL_NAMES[label - 1] for label in labels], rotation=45, ha="right")
     ax.set_ylabel("Dice (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize="small", loc="upper right")
+    # beside the plot, not over the boxes
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title is not None:
         ax.set_title(title)
     return ax
@@ -915,13 +938,13 @@ def show_method_overlays(image, reference_labels, warped: dict, *, axis: int = 2
     image = check_volume(image, "image", finite=False)
     reference_labels = check_labels(reference_labels, image.shape, "reference_labels")
     nrows = int(np.ceil(len(warped) / ncols))
-    figure, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows),
-                                squeeze=False)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows + 0.6),
+                                squeeze=False, layout="constrained")
     for ax, (method, labels) in zip(axes.ravel(), warped.items()):
         show_slice(image, labels, axis=axis, index=index, ax=ax, title=method)
         overlay_contours(ax, view_slice(reference_labels, axis, index), linewidth=0.8)
         ax.title.set_fontsize("small")
     for ax in axes.ravel()[len(warped):]:
         ax.set_axis_off()
-    figure.tight_layout()
+    add_organ_key(figure, [reference_labels, *warped.values()])
     return figure
