@@ -282,9 +282,11 @@ if data.kind == "phantom":
 
 # %% [markdown]
 # ## Interactive: alpha, k and iterations
-# Move a slider and the registration runs again (under a second on a laptop CPU under
-# `lite`). Watch the Dice and the folding: too small an `alpha` lets neighbouring
-# keypoints disagree and the spline folds; too large a one stiffens the motion.
+# Move a slider and the registration runs again (under half a second on a laptop CPU under
+# `lite`; while it runs the text under the sliders says so, and moves made meanwhile are
+# not queued: only the latest is computed). Watch the Dice and the folding: too small an
+# `alpha` lets neighbouring keypoints disagree and the spline folds; too large a one
+# stiffens the motion.
 
 # %%
 if labelled:  # the explorer reports Dice: it needs labels

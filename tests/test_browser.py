@@ -143,27 +143,32 @@ def _run_notebook(page, lab, name: str) -> None:
 
 def _widgets_rendered(page) -> None:
     page.wait_for_selector(".jupyter-widgets.widget-slider", timeout=60_000)
-    text = page.inner_text(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+    text = page.evaluate("() => window.jupyterapp.shell.currentWidget.node.textContent")
     assert "Loading widget" not in text
     for representation in ("VBox(children=", "IntSlider(value=", "HTML(value="):
         assert representation not in text, "a widget shown as text: no widget manager"
 
 
+# the text of the last panel that reports a Dice
+DICE_TEXT = """() => [...document.querySelectorAll('.widget-html-content')]
+  .map(node => node.textContent).filter(text => text.includes('avg(4) Dice')).pop() || ''"""
+# (textContent: innerText is empty for cells JupyterLab has not rendered off screen)
+
+
 def _move_slider_and_wait_for_dice(page, description: str) -> tuple[str, str]:
+    before = page.evaluate(DICE_TEXT)
+    assert before, "no Dice text to watch"
     panel = page.locator(".widget-vbox", has=page.locator(".widget-html-content",
                                                           has_text="avg(4) Dice")).last
-    info = panel.locator(".widget-html-content", has_text="avg(4) Dice").first
-    before = info.inner_text()
+    panel.scroll_into_view_if_needed()
     slider = panel.locator(".widget-slider", has=page.locator(
         "label", has_text=description)).first
     slider.locator(".noUi-handle").first.focus()
     page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        """([before]) => [...document.querySelectorAll('.widget-html-content')]
-             .some(node => node.innerText.includes('avg(4) Dice') &&
-                           node.innerText !== before)""",
-        arg=[before], timeout=120_000)
-    return before, info.inner_text()
+    page.wait_for_function(f"([before]) => {{ const text = ({DICE_TEXT})(); "
+                           "return text !== before && text.includes('avg(4) Dice'); }",
+                           arg=[before], timeout=120_000)
+    return before, page.evaluate(DICE_TEXT)
 
 
 @pytest.mark.parametrize("name, slider", [("00_data", None), ("02_deeds_supervision", "alpha"),
