@@ -81,7 +81,9 @@ def test_teacher_explorer_registers_once_per_alpha(subjects):
     assert np.array_equal(explorer.fields()[0], affine)
 
 
-def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
+def adam_panel(subjects):
+    """Notebook 04's panel on two smoke subjects: an untrained network, the moving scan's
+    own SLIC layers as its 'prediction'."""
     from slicreg_lite import adamreg
     from slicreg_lite.networks import build_model
     from slicreg_lite.registration import SlicReg
@@ -95,7 +97,13 @@ def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
     slicreg = SlicReg(fixed.image, layers, build_model("deeplab", "slic", cfg), cfg)
     moved_layers = slic_layers(moving.image, body_mask(moving.image), cfg.supervoxels)
     moving_scan = adamreg.moving_scan(moved_layers, slicreg.template, cfg)
-    explorer = AdamExplorer(slicreg, moving_scan, fixed, moving)
+    return AdamExplorer(slicreg, moving_scan, fixed, moving), slicreg, cfg
+
+
+def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
+    from slicreg_lite import adamreg
+
+    explorer, _, cfg = adam_panel(subjects)
     first = (explorer.result, explorer.info.value)
     assert "avg(4) Dice" in first[1] and "folding" in first[1]
     assert explorer.alpha.value == cfg.adam.alpha  # the start is one of the slider's steps
@@ -159,19 +167,7 @@ def test_a_failing_update_is_reported_and_the_panel_stays_usable():
 
 
 def test_the_adam_panel_says_it_is_busy_and_computes_only_the_last_move(subjects):
-    from slicreg_lite import adamreg
-    from slicreg_lite.networks import build_model
-    from slicreg_lite.registration import SlicReg
-    from slicreg_lite.supervoxels import body_mask, slic_layers
-    from slicreg_lite.widgets import AdamExplorer
-
-    cfg = get_config("smoke")
-    fixed, moving = subjects[38], subjects[1]
-    layers = slic_layers(fixed.image, body_mask(fixed.image), cfg.supervoxels)
-    torch.manual_seed(0)
-    slicreg = SlicReg(fixed.image, layers, build_model("deeplab", "slic", cfg), cfg)
-    moving_scan = adamreg.moving_scan(layers, slicreg.template, cfg)
-    explorer = AdamExplorer(slicreg, moving_scan, fixed, moving)
+    explorer, slicreg, _ = adam_panel(subjects)
     gate, aligned = threading.Event(), []
     align = slicreg.align
 
