@@ -100,6 +100,9 @@ class LatestOnly:
             while True:
                 with self._lock:
                     if not self._pending:
+                        # idle in the same step as the last look: a request arriving now
+                        # starts a new loop instead of being left behind
+                        self._idle.set()
                         return
                     self._pending = False
                 self.runs += 1
@@ -109,10 +112,11 @@ class LatestOnly:
                     if self.on_error is None:
                         raise
                     self.on_error(error)
-        finally:
+        except BaseException:
             with self._lock:
                 self._pending = False
                 self._idle.set()
+            raise
 
 
 def _busy_text(message: str) -> str:
