@@ -229,11 +229,12 @@ _CORNERS = torch.tensor([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 
 @functools.lru_cache(maxsize=8)
 def _grid_constants(shape: tuple) -> tuple:
     """For :func:`sample_features` on a grid: the last voxel, the highest lower corner,
-    and the table-row offsets of the 8 corners of a cell (computed once per grid)."""
+    the table-row strides of the three axes and the row offsets of the 8 corners of a
+    cell (computed once per grid)."""
     size = torch.tensor(shape)
     corners = _CORNERS.clamp(max=size - 1)  # an axis of length 1 has one corner
     strides = torch.tensor([shape[1] * shape[2], shape[2], 1])
-    return size - 1, (size - 2).clamp(min=0), (corners * strides).sum(-1)[None]
+    return size - 1, (size - 2).clamp(min=0), strides, (corners * strides).sum(-1)[None]
 
 
 def sample_features(table: torch.Tensor, shape, coords: torch.Tensor) -> torch.Tensor:
@@ -260,13 +261,12 @@ def sample_features(table: torch.Tensor, shape, coords: torch.Tensor) -> torch.T
     >>> sample_features(channels_last(volume), (2, 2, 2), torch.tensor([[0.5, 0.5, 0.5]]))
     tensor([[3.5000]])
     """
-    last, highest_base, corner_rows = _grid_constants(tuple(shape))
+    last, highest_base, strides, corner_rows = _grid_constants(tuple(shape))
     coords = torch.minimum(coords.clamp(min=0), last.to(coords.dtype))
     # the lower corner, kept one below the last voxel so that corner + 1 exists
     base = torch.minimum(coords.detach().floor(), highest_base.to(coords.dtype))
     frac = coords - base  # carries the gradient
     base = base.long()
-    strides = corner_rows.new_tensor([shape[1] * shape[2], shape[2], 1])
     index = (base * strides).sum(-1, keepdim=True) + corner_rows  # (N, 8) rows of the table
     # weight of each corner: the product over axes of frac or 1 - frac, as an outer
     # product of the three axes' (1 - frac, frac) pairs, in the order of _CORNERS
@@ -403,10 +403,10 @@ def moving_scan(layers, template: Template, cfg) -> MovingScan:
     from .supervoxels import label_centres
 
     layers = np.asarray(layers)
-    features = moving_features(layers, template, cfg)  # checks the layers' shape
-    if tuple(layers.shape[1:]) != template.shape:
+    if layers.ndim == 4 and tuple(layers.shape[1:]) != template.shape:
         raise ValueError(f"layers must lie on the supervoxel grid {template.shape}; got "
                          f"{tuple(layers.shape[1:])}")
+    features = moving_features(layers, template, cfg)  # checks the number of layers
     per_layer = len(template.keypoints) // len(layers)
     return MovingScan(features, label_centres(layers, per_layer).reshape(-1, 3))
 
@@ -612,8 +612,9 @@ class ThinPlateSpline:
     def evaluate(self, coefficients: np.ndarray, where, chunk: int = 4096) -> np.ndarray:
         """The spline at points ``where`` (M, 3): shape (M, k).
 
-        The kernel values of the last set of points are kept (up to 64 MB in float32),
-        so evaluating the same grid again costs one matrix product.
+        The kernel values of the last set of points are kept (in float32, when they fit in
+        64 MB), so evaluating the same grid again costs one matrix product; the first
+        evaluation uses the same kept values, so every call gives the same result.
         """
         from scipy.spatial.distance import cdist
 
@@ -621,18 +622,16 @@ class ThinPlateSpline:
         n = len(self.points)
         affine = coefficients[n] + where @ coefficients[n + 1:]
         key = (where.shape, where.tobytes())
+        if (self._kept is None or self._kept[0] != key) and len(where) * n <= 2 ** 24:
+            self._kept = (key, np.concatenate([
+                _tps_kernel(cdist(where[first:first + chunk], self.points)).astype(np.float32)
+                for first in range(0, len(where), chunk)]))
         if self._kept is not None and self._kept[0] == key:
             return self._kept[1] @ coefficients[:n].astype(np.float32) + affine
-        keep = len(where) * n <= 2 ** 24
-        kernels = []
-        out = np.empty((len(where), coefficients.shape[1]))
+        out = np.empty((len(where), coefficients.shape[1]))  # too large to keep: in chunks
         for first in range(0, len(where), chunk):
-            kernel = _tps_kernel(cdist(where[first:first + chunk], self.points))
-            out[first:first + chunk] = kernel @ coefficients[:n]
-            if keep:
-                kernels.append(kernel.astype(np.float32))
-        if keep:
-            self._kept = (key, np.concatenate(kernels))
+            out[first:first + chunk] = (_tps_kernel(cdist(where[first:first + chunk],
+                                                          self.points)) @ coefficients[:n])
         return out + affine
 
 
