@@ -124,7 +124,8 @@ plt.show()
 # same permutation.
 
 # %%
-moving_scan = slicreg.moving_scan(moving.image)  # the network's layers, folded and smoothed
+predicted = slicreg.predict(moving.image)  # the network's 16 layers, on the supervoxel grid
+moving_scan = adamreg.moving_scan(predicted, template, cfg)  # folded, smoothed; centres
 features = moving_scan.features
 folding = adamreg.fold_permutation(len(layers), 128, cfg.adam.fold_channels, cfg.adam.seed)
 print(f"features: {tuple(features.shape)} (channels, grid); layer 0 sends classes 1..8 to "
@@ -249,7 +250,7 @@ entropy = np.asarray(spatial.sample(
                        intensity_scale=cfg.training.intensity_scale),
     partner, padding="border"))
 supervoxel_mm = float(np.mean(np.asarray(fixed.spacing) * fixed.shape / layers.shape[1:]))
-spread = resize(adamreg.centre_spread(template, slicreg.predict(moving.image),
+spread = resize(adamreg.centre_spread(template, predicted,
                                       result.displacement), fixed.shape) * supervoxel_mm
 maps = {"network entropy (0..1)": entropy, "spread of the named centres (mm)": spread}
 body = fixed.body_mask if fixed.body_mask is not None else body_mask(fixed.image)
