@@ -440,11 +440,10 @@ def findings(evaluation: Evaluation) -> list[str]:
         # a paired comparison: is the mean difference further from 0 than its 95% interval?
         from scipy.stats import t
 
-        half_width = (t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1)
-                      / np.sqrt(len(differences)))
-        mean = differences.mean()
+        mean, std = differences.mean(), differences.std(ddof=1)
+        half_width = t.ppf(0.975, len(differences) - 1) * std / np.sqrt(len(differences))
         verdict = "outside" if abs(mean) > half_width else "inside"
-        return (f"{text}; per subject {mean:+.1f} +- {differences.std(ddof=1):.1f}, ahead on "
+        return (f"{text}; per subject {mean:+.1f} +- {std:.1f}, ahead on "
                 f"{(differences > 0).sum()} of {len(differences)}: {verdict} the spread (95% "
                 f"interval {mean - half_width:+.1f} to {mean + half_width:+.1f})")
 
