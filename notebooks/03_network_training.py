@@ -149,6 +149,13 @@ plt.show()
 # learning rate 0.004. Under `lite` the shipped weights were trained by
 # `python -m slicreg_lite train --preset lite` on the CPU; under `smoke` a few iterations
 # run here. On a GPU, mixed precision and activation checkpointing are switched on.
+#
+# One cheap step follows the last iteration: BatchNorm normalises with a mean and variance
+# that it kept during training as a moving average of the last few batches, each of two
+# augmented scans, taken while the weights still changed. They are **measured anew** on
+# the training scans with the final weights; in seconds, this raised the lite DeepLab's
+# agreement with the teacher on the test scans from 0.51 to 0.55 and Slic-Reg's avg(4)
+# Dice by 2.6 points.
 
 # %%
 model, checkpoint = stages.network(cfg, data, "deeplab", "slic", retrain=RETRAIN)

@@ -375,10 +375,12 @@ def _lite() -> Config:
     # its network's output grid; alpha 0.1 because the paper's 0.015 folded up to 7% of a
     # lite registration (blockier 16 mm predictions) for 1.4 Dice points less.
     # centre_weight 1: each keypoint also drawn to where its predicted supervoxel's centre
-    # lies; on the 9 test scans Slic-Reg avg(4) 60.8 -> 66.3% (the oracle on the teacher's
-    # supervoxels 77.0 -> 75.3); weights 0.3 / 3 / 10 gave 65.3 / 65.8 / 65.0. Started at
-    # the centres, 30 Adam iterations reach the Dice of 100 (66.4; 50: 66.3; 100: 66.3) in a
-    # third of the time, which keeps notebook 04's sliders under half a second.
+    # lies; on the 9 test scans Slic-Reg avg(4) 61.2 -> 69.0% (the oracle on the teacher's
+    # supervoxels 77.0 -> 75.3); weights 0.3 / 3 / 10 gave 66.1 / 69.9 / 70.1 (with the
+    # networks trained before BatchNorm's statistics were measured anew: 65.3 / 65.8 /
+    # 65.0 around 66.3 for weight 1, which is kept). Started at the centres, 30 Adam
+    # iterations reach the Dice of 100 (69.0 vs 69.1) in a third of the time, which keeps
+    # notebook 04's sliders under half a second.
     return Config(name="lite", training=TrainingConfig(iterations=300, batch_size=2),
                   adam=AdamConfig(alpha=0.1, feature_step=4, pool_kernel=3, tps_grid_step=6,
                                   centre_weight=1.0, iterations=30))

@@ -155,10 +155,11 @@ class SlicReg(_NetworkMethod):
 
     The centre term (``cfg.adam.centre_weight``) draws each keypoint towards the centre of
     its supervoxel as predicted in the moving scan, measured from the template's exact
-    keypoint (measured on the lite phantom: 5.5 avg(4) points more than from the
-    prediction on the template, which gains only 1). The template onto itself therefore
-    moves as far as the network errs on the template (1.2 voxels on average under
-    ``lite``); with ``centre_weight=0`` it stays put.
+    keypoint (measured on the lite phantom with an earlier training of the network: 5.5
+    avg(4) points more than from the prediction on the template, which gains only 1). The
+    template onto itself therefore moves as far as the network errs on the template (1.2
+    voxels on average under ``lite``, same network); with ``centre_weight=0`` it stays
+    put.
     """
 
     head = "slic"

@@ -27,7 +27,7 @@ from .files import atomic_write, atomic_write_json
 from .sources import DataSource, short_hash
 
 #: Bump when the networks or their training change their results.
-NETWORK_VERSION = 1
+NETWORK_VERSION = 2
 #: The config sections a trained network depends on (besides the data, grid and split).
 NETWORK_SECTIONS = ("supervoxels", "teacher", "network", "training")
 

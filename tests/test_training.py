@@ -13,6 +13,7 @@ from slicreg_lite.training import (
     centre_mask,
     layer_accuracy,
     load_checkpoint,
+    recalibrate_batchnorm,
     save_checkpoint,
     supervoxel_loss,
     train,
@@ -85,6 +86,25 @@ def test_training_is_deterministic_on_the_cpu():
         torch.manual_seed(0)
         losses.append(train(build_model(cfg=TWO_LAYERS), dataset, cfg, run=CPU)["loss"])
     assert losses[0] == losses[1]
+
+
+def test_recalibrated_batchnorm_holds_the_mean_statistics_of_the_training_scans():
+    images = [synthetic(seed=seed)[0] for seed in range(3)]
+    dataset = SupervoxelDataset(images, [synthetic(seed=s)[1] for s in range(3)],
+                                (16, 16, 16), (8, 8, 8))
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(1, 4, 3, padding=1)
+    model = torch.nn.Sequential(conv, torch.nn.BatchNorm3d(4), torch.nn.Dropout3d(0.5))
+    model.train()
+    recalibrate_batchnorm(model, dataset)
+    with torch.no_grad():
+        outputs = [conv(sample.image[None]) for sample in dataset]
+    expected_mean = torch.stack([o.mean((0, 2, 3, 4)) for o in outputs]).mean(0)
+    expected_var = torch.stack([o.var((0, 2, 3, 4)) for o in outputs]).mean(0)
+    norm = model[1]
+    torch.testing.assert_close(norm.running_mean, expected_mean)
+    torch.testing.assert_close(norm.running_var, expected_var)
+    assert norm.momentum == 0.1 and model.training  # settings and mode restored
 
 
 def test_regression_head_trains_at_supervoxel_centres():
