@@ -283,7 +283,8 @@ def recalibrate_batchnorm(model: torch.nn.Module, dataset: SupervoxelDataset, *,
     them anew raised the agreement with the teacher's supervoxels on the test scans from
     0.51 to 0.55.
     """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    batchnorm = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    norms = [m for m in model.modules() if isinstance(m, batchnorm)]
     if not norms:
         return
     device = torch.device(device or next(model.parameters()).device)
