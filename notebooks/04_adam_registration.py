@@ -159,8 +159,14 @@ plt.show()
 # a direct guess of $u_i$. Under `lite` Adam starts from these guesses, and a third term
 # $\frac{w}{N} \sum_i \|u_i - c_i\|^2$ ($w$ = `cfg.adam.centre_weight`) keeps it near
 # them (supervoxels the network never predicts start from their neighbours' mean and feel
-# no pull). On the 16 mm predictions this gains about 8 Dice points over the paper's
-# loss; `slicreg.align(moving_scan, centre_weight=0)` compares.
+# no pull). `slicreg.align(moving_scan, centre_weight=0)` compares with the paper's loss.
+#
+# One subtlety: a supervoxel's centre of mass moves with the *average* motion over the
+# whole supervoxel, which differs from the motion at its keypoint wherever the motion
+# bends inside it. So under `lite` the guesses $c_i$ are not taken one by one: one smooth
+# motion on a coarse grid is fitted, by linear least squares, so that its average over
+# every supervoxel of every layer takes that supervoxel to its predicted centre
+# (`adamreg.fit_centres`, `cfg.adam.centre_fit_step`); $c_i$ is that motion at $p_i$.
 
 # %%
 result = slicreg.align(moving_scan)  # Adam, then the thin-plate spline

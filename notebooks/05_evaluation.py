@@ -262,28 +262,30 @@ for line in evaluation.findings(results):
 # the same table):
 #
 # - **Classification beats regression: carries over.** Slic + Adam beats regression +
-#   random walk by 16.6 points with DeepLab (paper: 14.7) and by 16.9 with the UNet, with
-#   far less folding. Per subject the gain is $16.6 \pm 12.9$ points, positive for 8 of
-#   the 9: well outside the spread (the findings above give the 95% interval of the
-#   paired difference). A network that only has to *recognise* supervoxels learns more
-#   from the same teacher than one that has to *measure* displacements, and the Adam
-#   alignment averages away many of its mistakes.
-# - **Student vs teacher speed: carries over.** The alignment step takes under half a
+#   random walk by 25.8 points with DeepLab (paper: 14.7) and by 17.7 with the UNet.
+#   Per subject the gain is $25.8 \pm 9.0$ points, positive for all 9: well outside the
+#   spread (the findings above give the 95% interval of the paired difference). A network
+#   that only has to *recognise* supervoxels learns more from the same teacher than one
+#   that has to *measure* displacements, and the alignment averages away many of its
+#   mistakes.
+# - **Student vs teacher speed: carries over.** The alignment step takes about half a
 #   second on a 2-core CPU against about 7 s for deeds-lite, and the network's inference
 #   adds a fraction of a second.
-# - **DeepLab vs UNet: the same direction, outside the spread.** The paper finds DeepLab
-#   6.8 points better, the phantom 10.8; per subject $10.8 \pm 4.9$ points, DeepLab ahead
-#   on all 9, whose 95% interval (+7.1 to +14.5) excludes zero but spans a factor of two:
-#   the size of the gap is not pinned down by 9 subjects. Our lite networks read 8 mm
-#   scans and were trained for 300 instead of several thousand iterations.
-# - **The student stays below its teacher.** Slic-Reg reaches 79% of the teacher's
-#   avg(4) on the phantom (69.0 vs 86.9), and its landmarks end 10.3 mm from their true
-#   partners against the teacher's 4.4 mm. The two measurement rows say where the 18
+# - **DeepLab vs UNet: the same direction, outside the spread, but small.** The paper
+#   finds DeepLab 6.8 points better, the phantom 5.4; per subject $5.4 \pm 2.8$ points,
+#   DeepLab ahead on all 9, 95% interval +3.2 to +7.5. The size of the gap moves by
+#   several points from one training of the networks to the next (10.8 with an earlier,
+#   shorter training): 9 subjects and one training per network do not pin it down. Our
+#   lite networks read 8 mm scans and were trained for 600 instead of several thousand
+#   iterations.
+# - **The student stays below its teacher.** Slic-Reg reaches 84% of the teacher's
+#   avg(4) on the phantom (73.3 vs 86.9), and its landmarks end 9.4 mm from their true
+#   partners against the teacher's 4.4 mm. The two measurement rows say where the 14
 #   points go: about 3 to the keypoint + spline representation (the teacher's own field
-#   through it: 84.1), 9 to aligning supervoxels with Adam (a perfect network: 75.3), and
-#   6 to the lite network's mistakes. (Under `lite` Adam is also drawn to the centres of
-#   the predicted supervoxels, notebook 04: that gains 8 points for the student but
-#   costs the perfect network 1.7.)
+#   through it: 84.1), 6.5 to aligning supervoxels with Adam (a perfect network: 77.7),
+#   and 4.4 to the lite network's mistakes. (Under `lite` Adam is also drawn to where a
+#   smooth motion fitted to the predicted supervoxels' centres puts each keypoint,
+#   notebook 04.)
 # - **Absolute numbers do not transfer.** Every phantom subject is a smooth deformation of
 #   one anatomy, so a conventional registration finds the organs more easily than on
 #   real patients, whose anatomy differs in ways no smooth map explains: the teacher's

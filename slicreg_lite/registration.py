@@ -153,13 +153,12 @@ class SlicReg(_NetworkMethod):
     from its exact layers: both scans are then seen through the same network, so its
     systematic errors cancel (on the lite phantom this gains about 2 Dice points).
 
-    The centre term (``cfg.adam.centre_weight``) draws each keypoint towards the centre of
-    its supervoxel as predicted in the moving scan, measured from the template's exact
-    keypoint (measured on the lite phantom with an earlier training of the network: 5.5
-    avg(4) points more than from the prediction on the template, which gains only 1). The
-    template onto itself therefore moves as far as the network errs on the template (1.2
-    voxels on average under ``lite``, same network); with ``centre_weight=0`` it stays
-    put.
+    The centre term (``cfg.adam.centre_weight``) draws each keypoint towards where the
+    supervoxels predicted in the moving scan put it: under ``lite`` one smooth motion fitted
+    to the centres of all predicted supervoxels at once, read at the keypoint
+    (:func:`~slicreg_lite.adamreg.fit_centres`), measured from the template's exact
+    keypoint. The template onto itself therefore moves as far as the network errs on the
+    template; with ``centre_weight=0`` it stays put.
     """
 
     head = "slic"

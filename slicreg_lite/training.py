@@ -210,7 +210,7 @@ def train(model: torch.nn.Module, dataset: SupervoxelDataset, cfg: TrainingConfi
         How to run: ``device`` (default: CUDA when available, else the CPU),
         ``mixed_precision`` and ``checkpointing`` (used on CUDA only),
         ``validate_every``, ``progress`` (a progress bar with the running loss). None of
-        them changes what is learnt on the CPU.
+        them changes what is learnt on the CPU (``cfg.cpu_bfloat16`` does).
 
     Returns
     -------
@@ -236,6 +236,7 @@ def train(model: torch.nn.Module, dataset: SupervoxelDataset, cfg: TrainingConfi
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and run.mixed_precision)
+    bfloat16 = device.type == "cpu" and cfg.cpu_bfloat16
     regression = getattr(model, "head_name", "slic") == "regression"
     history = {"loss": [], "validation": []}
     bar = tqdm(range(iterations), desc="training", disable=not run.progress)
@@ -244,7 +245,8 @@ def train(model: torch.nn.Module, dataset: SupervoxelDataset, cfg: TrainingConfi
                             replace=False)
         samples = [augment(dataset[int(i)], cfg.augment_std, rng) for i in picked]
         images, layers, fields = _batch(samples, device)
-        with torch.autocast(device.type, enabled=cuda and run.mixed_precision):
+        with torch.autocast(device.type, dtype=torch.bfloat16 if bfloat16 else None,
+                            enabled=(cuda and run.mixed_precision) or bfloat16):
             if cuda and run.checkpointing:
                 # recompute activations in the backward pass: less memory on small GPUs
                 output = torch.utils.checkpoint.checkpoint(model, images, use_reentrant=False)

@@ -118,14 +118,19 @@ def test_known_translation_is_recovered_from_given_layers(template):
         adamreg.register_layers(template, voronoi_layers(shift)[:1], CFG)
 
 
-def test_a_translation_is_read_from_the_supervoxel_centres(template):
-    """Every keypoint's guess from the moving scan's supervoxel centres is the shift
-    itself, and Adam, starting there and drawn to it, stays on it."""
+@pytest.mark.parametrize("fit_step", [0, 4])
+def test_a_translation_is_read_from_the_supervoxel_centres(template_layers, fit_step):
+    """Every keypoint's guess from the moving scan's supervoxel centres (each its own, or
+    fitted all at once) is the shift itself, and Adam, starting there and drawn to it,
+    stays on it."""
+    cfg = CFG.with_updates(adam={"centre_fit_step": fit_step})
+    template = adamreg.prepare_template(template_layers, cfg)
+    assert (template.centre_fit is None) == (fit_step == 0)
     shift = np.array([1.0, -2.0, 2.0])  # whole voxels: the cells move exactly
-    moving = adamreg.moving_scan(voronoi_layers(shift), template, CFG)
+    moving = adamreg.moving_scan(voronoi_layers(shift), template, cfg)
     assert moving.centres.shape == template.keypoints.shape
     np.testing.assert_allclose(moving.centres - template.keypoints,
-                               np.broadcast_to(shift, template.keypoints.shape), atol=1e-9)
+                               np.broadcast_to(shift, template.keypoints.shape), atol=1e-3)
     result = adamreg.register(template, moving, CFG)
     np.testing.assert_allclose(np.median(result.keypoint_displacement, axis=0), shift,
                                atol=0.2)
@@ -133,6 +138,34 @@ def test_a_translation_is_read_from_the_supervoxel_centres(template):
     assert set(result.losses) == {"total", "data", "regulariser", "centres"}
     with pytest.raises(ValueError, match="supervoxel grid"):
         adamreg.moving_scan(voronoi_layers(shift)[:, ::2], template, CFG)
+
+
+@pytest.mark.parametrize("smoothing", [0.01, 100.0])
+def test_fitted_centres_follow_a_scaling_however_smooth_the_fit(template_layers, smoothing):
+    """The fit's smoothness penalty (second differences) leaves an affine motion free: a
+    body 10% larger is read at every keypoint even with a very smooth fit."""
+    from slicreg_lite.supervoxels import label_centres
+
+    cfg = CFG.with_updates(adam={"centre_fit_step": 4, "centre_fit_smoothing": smoothing})
+    template = adamreg.prepare_template(template_layers, cfg)
+    centre, scale = (np.array(SHAPE) - 1) / 2, 1.1
+    grid = np.indices(SHAPE, dtype=np.float64).transpose(1, 2, 3, 0)
+    source = np.clip(np.round(centre + (grid - centre) / scale).astype(int), 0,
+                     np.array(SHAPE) - 1)
+    moved = template_layers[:, source[..., 0], source[..., 1], source[..., 2]]
+    truth = centre + scale * (template.keypoints - centre)
+    fitted = adamreg.fit_centres(template.centre_fit, label_centres(moved, 127))
+    assert np.linalg.norm(fitted - truth, axis=1).mean() < 0.3
+
+
+def test_fit_centres_refuses_centres_of_another_shape(template_layers):
+    cfg = CFG.with_updates(adam={"centre_fit_step": 4})
+    template = adamreg.prepare_template(template_layers, cfg)
+    with pytest.raises(ValueError, match="moving_centres must have shape"):
+        adamreg.fit_centres(template.centre_fit, np.zeros((1, 127, 3)))
+    # no supervoxel found at all: nothing to fit, every keypoint unknown
+    nothing = np.full((2, 127, 3), np.nan)
+    assert np.isnan(adamreg.fit_centres(template.centre_fit, nothing)).all()
 
 
 def test_supervoxels_missing_from_the_moving_scan_follow_their_neighbours(template):

@@ -76,16 +76,33 @@ def test_a_tiny_batch_is_overfitted():
     assert history["loss"][-1] < history["loss"][0] / 5
 
 
-def test_training_is_deterministic_on_the_cpu():
+@pytest.mark.parametrize("bfloat16", [False, True])
+def test_training_is_deterministic_on_the_cpu(bfloat16):
     image, layers = synthetic()
     dataset = SupervoxelDataset([image, image[::-1].copy()], [layers, layers[:, ::-1].copy()],
                                 (16, 16, 16), (8, 8, 8))
-    cfg = TrainingConfig(iterations=3, batch_size=2, seed=5)
-    losses = []
+    cfg = TrainingConfig(iterations=3, batch_size=2, seed=5, cpu_bfloat16=bfloat16)
+    runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        losses.append(train(build_model(cfg=TWO_LAYERS), dataset, cfg, run=CPU)["loss"])
-    assert losses[0] == losses[1]
+        model = build_model(cfg=TWO_LAYERS)
+        runs.append((train(model, dataset, cfg, run=CPU)["loss"], model.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][name], runs[1][1][name]) for name in runs[0][1])
+
+
+def test_bfloat16_training_changes_what_is_learnt_but_still_learns():
+    image, layers = synthetic()
+    dataset = SupervoxelDataset([image], [layers], (16, 16, 16), (8, 8, 8))
+    losses = {}
+    for bfloat16 in (False, True):
+        torch.manual_seed(0)
+        cfg = TrainingConfig(iterations=40, batch_size=1, learning_rate=0.004,
+                             augment_std=0.0, seed=0, cpu_bfloat16=bfloat16)
+        losses[bfloat16] = train(build_model("deeplab", "slic", TWO_LAYERS), dataset, cfg,
+                                 run=CPU)["loss"]
+    assert losses[True] != losses[False]  # reduced precision: not the float32 run
+    assert losses[True][-1] < losses[True][0] / 5
 
 
 def test_recalibrated_batchnorm_holds_the_mean_statistics_of_the_training_scans():
