@@ -570,14 +570,13 @@ def fit_centres(fit: CentreFit, moving_centres) -> np.ndarray:
         The keypoints' positions in the moving scan (voxels of the supervoxel grid); all
         NaN if fewer than 4 supervoxels were found.
     """
+    import scipy.linalg
     import scipy.sparse
 
     moving_centres = np.asarray(moving_centres, dtype=np.float64)
     if moving_centres.shape != fit.centres.shape:
         raise ValueError(f"moving_centres must have shape {fit.centres.shape}; got "
                          f"{moving_centres.shape}")
-    import scipy.linalg
-
     rows, targets = [], []
     for averages, centres, moved in zip(fit.averages, fit.centres, moving_centres):
         known = np.isfinite(moved).all(1) & np.isfinite(centres).all(1)
