@@ -389,8 +389,10 @@ def _lite() -> Config:
     # 600 iterations: Slic-Reg avg(4) 69.3% with each supervoxel's own centre (weight 1),
     # 73.3 / 73.9% with the fitted centres and weight 10 / 30 (10 kept: the difference is
     # within the spread and Adam's feature term keeps a say); the oracle on the teacher's
-    # supervoxels 75.3 -> 77.7%. Started at the centres, 30 Adam iterations reach the Dice
-    # of 100 in a third of the time, which keeps notebook 04's sliders quick.
+    # supervoxels 75.3 -> 77.7%. Started at the fitted centres, 30 / 100 Adam iterations
+    # give 73.3 / 73.8% (0.55 / 0.93 s) and none at all, the fit through the spline alone,
+    # 74.1%: all within the spread, so Adam's feature term no longer adds accuracy here;
+    # 30 keeps notebook 04's sliders quick.
     # Training: 600 iterations in bfloat16, 1.5x faster than float32 on a 2-core AMD EPYC
     # with bfloat16 instructions, so twice the iterations of float32 take about 15 instead
     # of 11 minutes; the DeepLab's validation agreement rose from 0.848 to 0.883.
