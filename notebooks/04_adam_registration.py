@@ -167,6 +167,9 @@ plt.show()
 # motion on a coarse grid is fitted, by linear least squares, so that its average over
 # every supervoxel of every layer takes that supervoxel to its predicted centre
 # (`adamreg.fit_centres`, `cfg.adam.centre_fit_step`); $c_i$ is that motion at $p_i$.
+# On the lite phantom this fit is most of Slic-Reg: through the spline alone it already
+# gives about the Dice that Adam reaches from it (74.1 vs 73.3 avg(4) on the 9 test scans,
+# a difference within the spread).
 
 # %%
 result = slicreg.align(moving_scan)  # Adam, then the thin-plate spline
