@@ -485,10 +485,8 @@ class CentreFit:
         Row ``k``: the average over supervoxel ``k + 1`` of the trilinear weights of the
         node grid, so that ``averages[l] @ u`` is the mean of a node field over every
         supervoxel of layer ``l``.
-    centres : numpy.ndarray, shape (L, K, 3)
-        The supervoxels' centres of mass: the keypoints, layer by layer.
     points : numpy.ndarray, shape (N, 3)
-        The keypoints.
+        The keypoints: the supervoxels' centres of mass, layer after layer.
     keypoints : scipy.sparse.csr_matrix, shape (N, n_nodes)
         Their trilinear weights on the node grid.
     bending : scipy.sparse.csr_matrix, shape (n_nodes, n_nodes)
@@ -497,7 +495,6 @@ class CentreFit:
     """
 
     averages: list
-    centres: np.ndarray
     points: np.ndarray
     keypoints: object
     bending: object
@@ -534,9 +531,7 @@ def prepare_centre_fit(layers, keypoints, step: int, smoothing: float) -> Centre
         averages.append((scipy.sparse.diags(1.0 / np.maximum(size, 1)) @ member
                          @ weights).tocsr())
     keypoints = np.asarray(keypoints, dtype=np.float64)
-    # the keypoints are the supervoxels' centres of mass (on the full grid)
-    centres = keypoints.reshape(len(layers), n_labels, 3)
-    return CentreFit(averages, centres, keypoints,
+    return CentreFit(averages, keypoints,
                      _interpolation_matrix(keypoints, shape, node_shape),
                      _bending_matrix(node_shape), node_shape, float(smoothing))
 
@@ -573,19 +568,21 @@ def fit_centres(fit: CentreFit, moving_centres) -> np.ndarray:
     import scipy.linalg
     import scipy.sparse
 
+    # the keypoints are the template supervoxels' centres of mass, layer after layer
+    centres = fit.points.reshape(len(fit.averages), -1, 3)
     moving_centres = np.asarray(moving_centres, dtype=np.float64)
-    if moving_centres.shape != fit.centres.shape:
-        raise ValueError(f"moving_centres must have shape {fit.centres.shape}; got "
+    if moving_centres.shape != centres.shape:
+        raise ValueError(f"moving_centres must have shape {centres.shape}; got "
                          f"{moving_centres.shape}")
     rows, targets = [], []
-    for averages, centres, moved in zip(fit.averages, fit.centres, moving_centres):
-        known = np.isfinite(moved).all(1) & np.isfinite(centres).all(1)
+    for averages, layer_centres, moved in zip(fit.averages, centres, moving_centres):
+        known = np.isfinite(moved).all(1)
         rows.append(averages[np.nonzero(known)[0]])
-        targets.append(moved[known] - centres[known])
+        targets.append(moved[known] - layer_centres[known])
     system = scipy.sparse.vstack(rows).tocsr()
     offsets = np.concatenate(targets)
     if len(offsets) < 4:
-        return np.full((fit.keypoints.shape[0], 3), np.nan)
+        return np.full(fit.points.shape, np.nan)
     normal = (system.T @ system + fit.smoothing * fit.bending).toarray()
     # a tiny ridge: nodes no supervoxel reaches (outside the body) stay determined
     normal[np.diag_indices_from(normal)] += 1e-6
