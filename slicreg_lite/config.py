@@ -396,6 +396,9 @@ def _lite() -> Config:
     # Training: 600 iterations in bfloat16, 1.5x faster than float32 on a 2-core AMD EPYC
     # with bfloat16 instructions, so twice the iterations of float32 take about 15 instead
     # of 11 minutes; the DeepLab's validation agreement rose from 0.848 to 0.883.
+    # More scans seen is what still helps: 1200 iterations of two scans gave Slic-Reg
+    # 75.6% instead of 73.3% avg(4) but took 33 minutes here; 1200 iterations of one scan
+    # (the same scans seen, 18 minutes) 73.2%; learning rate 0.008 71.9%.
     return Config(name="lite", training=TrainingConfig(iterations=600, batch_size=2,
                                                      cpu_bfloat16=True),
                   adam=AdamConfig(alpha=0.1, feature_step=4, pool_kernel=3, tps_grid_step=6,
