@@ -286,7 +286,12 @@ for line in evaluation.findings(results):
 #   through it: 84.1), 6.5 to aligning supervoxels with Adam (a perfect network: 77.7),
 #   and 4.4 to the lite network's mistakes. (Under `lite` Adam is also drawn to where a
 #   smooth motion fitted to the predicted supervoxels' centres puts each keypoint,
-#   notebook 04.)
+#   notebook 04.) About 2 of the 6.5 points have a subtle cause: where the motion
+#   stretches tissue a supervoxel grows, so its centre in the moving scan is the mean of
+#   the motion weighted by that stretch (the Jacobian), while the fit takes it for the
+#   plain mean. Given the plain means of the teacher's field over the template's
+#   supervoxels instead of the carried supervoxels' centres, the same fit reaches 79.6
+#   instead of 77.5 on five of the test subjects.
 # - **Absolute numbers do not transfer.** Every phantom subject is a smooth deformation of
 #   one anatomy, so a conventional registration finds the organs more easily than on
 #   real patients, whose anatomy differs in ways no smooth map explains: the teacher's
