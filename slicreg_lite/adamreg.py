@@ -553,9 +553,9 @@ def fit_centres(fit: CentreFit, moving_centres) -> np.ndarray:
 
     Strictly, the centre in the moving scan is the mean of ``x + u`` weighted by the
     Jacobian determinant of the motion (a stretched part of a supervoxel takes more room),
-    which this fit does not model. Under ``lite``, for the teacher's own supervoxels, this is
-    worth about 2 Dice points (77.5 vs 79.6% avg(4) with the plain means as targets, five
-    test subjects); weighting by the Jacobian of the fitted ``u`` itself, over a few
+    which this fit does not model. Under ``lite``, for the teacher's own supervoxels, this
+    is worth about 2 Dice points (77.5 vs 79.6% avg(4) with the plain means as targets,
+    five test subjects); weighting by the Jacobian of the fitted ``u`` itself, over a few
     rounds, does not win them back, as that smooth field misses where the stretch varies.
 
     Parameters
