@@ -338,6 +338,31 @@ def label_centres(layers, n_labels: int) -> np.ndarray:
     return centres
 
 
+def label_sizes(layers, n_labels: int) -> np.ndarray:
+    """The number of voxels of labels ``1..n_labels`` in every layer (0 where absent).
+
+    Parameters
+    ----------
+    layers : array_like of int, shape (L, D, H, W)
+    n_labels : int
+        Labels above ``n_labels`` are ignored.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (L, n_labels)
+
+    Examples
+    --------
+    >>> label_sizes(np.array([[[[0, 1, 1, 3]]]]), 3).tolist()
+    [[2, 0, 1]]
+    """
+    layers = np.asarray(layers)
+    if layers.ndim != 4:
+        raise ValueError(f"layers must have shape (L, D, H, W); got {layers.shape}")
+    return np.stack([np.bincount(layer.ravel().astype(np.int64),
+                                 minlength=n_labels + 1)[1:n_labels + 1] for layer in layers])
+
+
 # ----------------------------------------------------------------- integer encoding
 def intersection_cells(layers) -> np.ndarray:
     """Number the cells in which all given layers agree: the integer code of each voxel.

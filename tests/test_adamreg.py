@@ -168,6 +168,60 @@ def test_fit_centres_refuses_centres_of_another_shape(template_layers):
     assert np.isnan(adamreg.fit_centres(template.centre_fit, nothing)).all()
 
 
+@given(factor=st.floats(0.25, 4.0))
+@settings(max_examples=10, deadline=None)
+def test_a_uniform_stretch_needs_no_correction(template, factor):
+    """Every supervoxel grown by the same factor: the stretch map is flat inside the body,
+    so each supervoxel's stretch-weighted centre is its plain centre."""
+    from slicreg_lite.supervoxels import label_sizes
+
+    sizes = label_sizes(voronoi_layers(), 127) * factor
+    correction = adamreg.stretch_correction(template.centre_fit, sizes)
+    assert correction.shape == (2, 127, 3)
+    np.testing.assert_allclose(correction, 0, atol=1e-9)
+
+
+def test_the_stretch_correction_brings_centres_to_the_mean_motion(template_layers):
+    """A motion along one axis that stretches and squeezes in waves of 12 voxels (the
+    Jacobian between 0.4 and 1.6, as in an inter-patient field): a supervoxel's centre in
+    the moving scan leans towards its stretched side. Corrected, the centres lie nearer
+    the plain mean of the motion over each supervoxel, which is what the fit models, and
+    the fitted keypoints nearer their true positions."""
+    from slicreg_lite.supervoxels import label_centres, label_sizes
+
+    template = adamreg.prepare_template(template_layers, CFG)
+    period, amplitude = 12.0, 0.6 * 12.0 / (2 * np.pi)
+
+    def motion(x):
+        return x + amplitude * np.sin(2 * np.pi * x / period)
+
+    grid = np.indices(SHAPE, dtype=np.float64)
+    table = np.linspace(-period, SHAPE[0] + period, 20001)
+    source = np.interp(grid[0], motion(table), table)  # the inverse motion, axis 0
+    index = np.clip(np.round(source).astype(int), 0, SHAPE[0] - 1)
+    moved = template_layers[:, index, grid[1].astype(int), grid[2].astype(int)]
+
+    centres = label_centres(moved, 127)
+    corrected = centres - adamreg.stretch_correction(template.centre_fit,
+                                                     label_sizes(moved, 127))
+    flat = template_layers.reshape(2, -1).astype(np.int64)
+    sizes = np.stack([np.bincount(layer, minlength=128)[1:] for layer in flat])
+    mean_motion = np.stack([np.bincount(layer, motion(grid[0]).ravel(), minlength=128)[1:]
+                            for layer in flat]) / np.maximum(sizes, 1)
+    found = np.isfinite(centres[..., 0]) & (sizes > 0)
+    before = np.sqrt(np.mean((centres[..., 0] - mean_motion)[found] ** 2))
+    after = np.sqrt(np.mean((corrected[..., 0] - mean_motion)[found] ** 2))
+    assert after < 0.85 * before
+
+    truth = template.keypoints.copy()
+    truth[:, 0] = motion(truth[:, 0])
+    error = [np.linalg.norm(adamreg.fit_centres(template.centre_fit, c) - truth, axis=1).mean()
+             for c in (centres, corrected)]
+    assert error[1] < 0.9 * error[0]
+    with pytest.raises(ValueError, match="moving_sizes must have shape"):
+        adamreg.stretch_correction(template.centre_fit, np.ones((1, 127)))
+
+
 def test_supervoxels_missing_from_the_moving_scan_follow_their_neighbours(template):
     shift = np.array([0.0, 2.0, -1.0])
     moving = adamreg.moving_scan(voronoi_layers(shift), template, CFG)
