@@ -181,7 +181,7 @@ def test_a_uniform_stretch_needs_no_correction(template, factor):
     np.testing.assert_allclose(correction, 0, atol=1e-9)
 
 
-def test_the_stretch_correction_brings_centres_to_the_mean_motion(template_layers):
+def test_the_stretch_correction_brings_centres_to_the_mean_motion(template, template_layers):
     """A motion along one axis that stretches and squeezes in waves of 12 voxels (the
     Jacobian between 0.4 and 1.6, as in an inter-patient field): a supervoxel's centre in
     the moving scan leans towards its stretched side. Corrected, the centres lie nearer
@@ -189,7 +189,6 @@ def test_the_stretch_correction_brings_centres_to_the_mean_motion(template_layer
     the fitted keypoints nearer their true positions."""
     from slicreg_lite.supervoxels import label_centres, label_sizes
 
-    template = adamreg.prepare_template(template_layers, CFG)
     period, amplitude = 12.0, 0.6 * 12.0 / (2 * np.pi)
 
     def motion(x):
@@ -205,7 +204,7 @@ def test_the_stretch_correction_brings_centres_to_the_mean_motion(template_layer
     corrected = centres - adamreg.stretch_correction(template.centre_fit,
                                                      label_sizes(moved, 127))
     flat = template_layers.reshape(2, -1).astype(np.int64)
-    sizes = np.stack([np.bincount(layer, minlength=128)[1:] for layer in flat])
+    sizes = label_sizes(template_layers, 127)
     mean_motion = np.stack([np.bincount(layer, motion(grid[0]).ravel(), minlength=128)[1:]
                             for layer in flat]) / np.maximum(sizes, 1)
     found = np.isfinite(centres[..., 0]) & (sizes > 0)
