@@ -294,7 +294,8 @@ for line in evaluation.findings(results):
 #   instead of 77.5 on five of the test subjects. The correction read from the
 #   supervoxels' sizes (notebook 04) wins back about half of that for a perfect network
 #   (77.7 -> 78.6) but only 0.2 on average over eight trainings of the lite network (0.4
-#   for the shipped one), whose predicted supervoxels' sizes are themselves off.
+#   for the shipped one), whose predicted supervoxels' sizes are themselves off (a
+#   network trained half as long even loses 0.5).
 # - **Absolute numbers do not transfer.** Every phantom subject is a smooth deformation of
 #   one anatomy, so a conventional registration finds the organs more easily than on
 #   real patients, whose anatomy differs in ways no smooth map explains: the teacher's

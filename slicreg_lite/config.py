@@ -396,8 +396,9 @@ def _lite() -> Config:
     # give 73.3 / 73.8% (0.55 / 0.93 s) and none at all, the fit through the spline alone,
     # 74.1%: all within the spread, so Adam's feature term no longer adds accuracy here;
     # 30 keeps notebook 04's sliders quick. centre_stretch (adamreg.stretch_correction):
-    # Slic-Reg 73.3 -> 73.7% (eight trainings of the network: -0.04 to +0.44, +0.2 on
-    # average), the oracle 77.7 -> 78.6%, folding 0.46 -> 0.01%.
+    # Slic-Reg 73.3 -> 73.7% (eight networks of 600 iterations or more: -0.04 to +0.44,
+    # +0.2 on average; 300 iterations: -0.5), the oracle 77.7 -> 78.6%, folding 0.46 ->
+    # 0.01%.
     # Training: 600 iterations in bfloat16, 1.5x faster than float32 on a 2-core AMD EPYC
     # with bfloat16 instructions, so twice the iterations of float32 take about 15 instead
     # of 11 minutes; the DeepLab's validation agreement rose from 0.848 to 0.883.
