@@ -301,43 +301,6 @@ def supervoxel_centres(layers) -> np.ndarray:
     return centres
 
 
-def label_centres(layers, n_labels: int) -> np.ndarray:
-    """The centre of mass of labels ``1..n_labels`` in every layer; NaN where absent.
-
-    Unlike :func:`supervoxel_centres` a label may be missing, as in a network's
-    prediction (step 4 uses these centres as a first guess of the displacements).
-
-    Parameters
-    ----------
-    layers : array_like of int, shape (L, D, H, W)
-    n_labels : int
-        Labels above ``n_labels`` are ignored.
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (L, n_labels, 3)
-
-    Examples
-    --------
-    >>> layer = np.array([[[[0, 1, 1, 3]]]])  # one layer, label 2 absent
-    >>> label_centres(layer, 3)[0].tolist()
-    [[0.0, 0.0, 1.5], [nan, nan, nan], [0.0, 0.0, 3.0]]
-    """
-    layers = np.asarray(layers)
-    if layers.ndim != 4:
-        raise ValueError(f"layers must have shape (L, D, H, W); got {layers.shape}")
-    grid = np.indices(layers.shape[1:], dtype=np.float64).reshape(3, -1)
-    centres = np.full((layers.shape[0], n_labels, 3), np.nan)
-    for index, layer in enumerate(layers):
-        flat = layer.ravel().astype(np.int64)
-        sizes = np.bincount(flat, minlength=n_labels + 1)[1:n_labels + 1]
-        present = sizes > 0
-        for axis in range(3):
-            sums = np.bincount(flat, grid[axis], minlength=n_labels + 1)[1:n_labels + 1]
-            centres[index, present, axis] = sums[present] / sizes[present]
-    return centres
-
-
 def label_sizes(layers, n_labels: int) -> np.ndarray:
     """The number of voxels of labels ``1..n_labels`` in every layer (0 where absent).
 
@@ -361,6 +324,41 @@ def label_sizes(layers, n_labels: int) -> np.ndarray:
         raise ValueError(f"layers must have shape (L, D, H, W); got {layers.shape}")
     return np.stack([np.bincount(layer.ravel().astype(np.int64),
                                  minlength=n_labels + 1)[1:n_labels + 1] for layer in layers])
+
+
+def label_centres(layers, n_labels: int) -> np.ndarray:
+    """The centre of mass of labels ``1..n_labels`` in every layer; NaN where absent.
+
+    Unlike :func:`supervoxel_centres` a label may be missing, as in a network's
+    prediction (step 4 uses these centres as a first guess of the displacements).
+
+    Parameters
+    ----------
+    layers : array_like of int, shape (L, D, H, W)
+    n_labels : int
+        Labels above ``n_labels`` are ignored.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (L, n_labels, 3)
+
+    Examples
+    --------
+    >>> layer = np.array([[[[0, 1, 1, 3]]]])  # one layer, label 2 absent
+    >>> label_centres(layer, 3)[0].tolist()
+    [[0.0, 0.0, 1.5], [nan, nan, nan], [0.0, 0.0, 3.0]]
+    """
+    layers = np.asarray(layers)
+    sizes = label_sizes(layers, n_labels)  # checks the shape
+    grid = np.indices(layers.shape[1:], dtype=np.float64).reshape(3, -1)
+    centres = np.full((layers.shape[0], n_labels, 3), np.nan)
+    for index, layer in enumerate(layers):
+        flat = layer.ravel().astype(np.int64)
+        present = sizes[index] > 0
+        for axis in range(3):
+            sums = np.bincount(flat, grid[axis], minlength=n_labels + 1)[1:n_labels + 1]
+            centres[index, present, axis] = sums[present] / sizes[index, present]
+    return centres
 
 
 # ----------------------------------------------------------------- integer encoding
