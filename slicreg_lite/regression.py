@@ -2,14 +2,18 @@
 
 Instead of supervoxel labels, a network with the *regression head* predicts a
 displacement at every voxel of the moving scan (it learnt the teacher's fields, with
-targets at about 1,000 supervoxel centres per scan). The paper regularises those noisy
-predictions with a random walk on the keypoint graph; here:
+targets at about 1,000 supervoxel centres per scan, all inside the body; the paper: "1024
+per scan"). The paper regularises those noisy predictions with a "random walk
+regularisation" and gives no details; here, on the keypoint graph of the alignment:
 
 1. the predicted field ``v`` (moving voxel ``y`` <-> template voxel ``y + v(y)``) is read
    *at the template's keypoints* by inverting it there (:func:`invert_at_points`): the
-   keypoint ``p`` lies at ``y = p + u`` in the moving scan, with ``u = -v(p + u)``;
-2. the keypoint displacements are smoothed by a random walk on the same kNN graph as the
-   Adam alignment (:func:`random_walk`);
+   keypoint ``p`` lies at ``y = p + u`` in the moving scan, with ``u = -v(p + u)``. Only
+   the values inside the moving scan's body are used: that is where the network had
+   targets, and outside it its field is meaningless (hundreds of millimetres under
+   ``lite``). Keypoints that nothing in the body maps to get no value;
+2. those are filled from their neighbours, then every keypoint displacement is smoothed
+   by a random walk on the same kNN graph as the Adam alignment (:func:`random_walk`);
 3. the same thin-plate spline as :mod:`slicreg_lite.adamreg` makes a dense field.
 
 Comparing this with :func:`slicreg_lite.adamreg.register` isolates what the paper claims:
@@ -33,13 +37,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .adamreg import KeypointGraph, Template, dense_field, keypoint_graph
+from .adamreg import KeypointGraph, Template, dense_field, fill_from_neighbours, keypoint_graph
 from .config import AdamConfig, RegressionConfig, config_section
-from .spatial import resize_displacement, sample
+from .spatial import resize, resize_displacement, sample
 
 
-def invert_at_points(field, points, *, iterations: int = 10) -> np.ndarray:
+def invert_at_points(field, points, *, mask=None, iterations: int = 10,
+                     step: int = 2, radius: float = 4.0) -> np.ndarray:
     """Displacements ``u`` at ``points`` such that ``p + u + v(p + u) = p``.
+
+    ``v`` is trusted only inside ``mask`` (the moving scan's body, where the network had
+    training targets):
+
+    1. every ``step``-th voxel ``y`` of the mask is sent to ``q = y + v(y)``;
+    2. a point ``p`` starts from ``-v`` averaged over the 8 voxels sent nearest to it
+       (weighted by inverse distance), or gets no value (NaN) when the nearest lies more
+       than ``radius`` voxels away: nothing in the mask corresponds to ``p``;
+    3. fixed-point steps ``u <- -v(p + u)`` refine it, each kept only where ``p + u``
+       stays inside the mask and the mismatch ``|u + v(p + u)|`` shrinks.
 
     Parameters
     ----------
@@ -47,13 +62,20 @@ def invert_at_points(field, points, *, iterations: int = 10) -> np.ndarray:
         ``v`` on the moving grid, in voxels, pointing into the template.
     points : array_like, shape (N, 3)
         Template voxels (on the same grid as ``field``).
+    mask : array_like of bool, shape (D, H, W), optional
+        Where ``v`` can be trusted; default: everywhere.
     iterations : int
-        Fixed-point steps ``u <- -v(p + u)``; they converge when ``v`` is smooth.
+        Refining fixed-point steps.
+    step : int
+        The voxels of the mask used in step 1 (every ``step``-th along each axis).
+    radius : float
+        In voxels (see step 2).
 
     Returns
     -------
     numpy.ndarray, shape (N, 3)
-        Where each point lies in the moving scan, relative to itself.
+        Where each point lies in the moving scan, relative to itself; NaN rows for
+        points that nothing in the mask corresponds to.
 
     Examples
     --------
@@ -61,18 +83,46 @@ def invert_at_points(field, points, *, iterations: int = 10) -> np.ndarray:
     >>> invert_at_points(v, [[3.0, 3.0, 3.0]])[0] + 0.0  # + 0.0: no "-0.0"
     array([-2.,  0.,  0.])
     """
+    from scipy.spatial import cKDTree
+
     field = np.asarray(field, dtype=np.float32)
     if field.ndim != 4 or field.shape[0] != 3:
         raise ValueError(f"field must have shape (3, D, H, W); got {field.shape}")
     points = np.asarray(points, dtype=np.float32)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points must have shape (N, 3); got {points.shape}")
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1; got {iterations}")
-    u = np.zeros_like(points)
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0; got {iterations}")
+    shape = field.shape[1:]
+    mask = np.ones(shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != shape:
+        raise ValueError(f"mask must have the field's grid {shape}; got {mask.shape}")
+    voxels = np.argwhere(mask[::step, ::step, ::step]).astype(np.float32) * step
+    if len(voxels) == 0:
+        raise ValueError("mask is empty: no voxel of the field can be trusted")
+    motion = field[(slice(None), *voxels.astype(np.int64).T)].T
+    distance, nearest = cKDTree(voxels + motion).query(points, k=min(8, len(voxels)))
+    distance, nearest = distance.reshape(len(points), -1), nearest.reshape(len(points), -1)
+    weight = 1.0 / (distance + 1e-3)
+    # -v near the partner: unbiased also where the nearest voxels lie on one side of p
+    u = -(weight[..., None] * motion[nearest]).sum(1) / weight.sum(1, keepdims=True)
+    known = distance[:, 0] <= radius
+
+    def inside(where):
+        return sample(mask.astype(np.float32), where.T) > 0.5  # 0 outside the grid
+
+    def mismatch(u):
+        return np.linalg.norm(u + sample(field, (points + u).T, padding="border").T, axis=1)
+
+    error = mismatch(u)
     for _ in range(iterations):
-        u = -sample(field, (points + u).T, padding="border").T
-    return u.astype(np.float64)
+        candidate = -sample(field, (points + u).T, padding="border").T
+        candidate_error = mismatch(candidate)
+        better = inside(points + candidate) & (candidate_error < error)
+        u[better], error[better] = candidate[better], candidate_error[better]
+    u = u.astype(np.float64)
+    u[~known] = np.nan
+    return u
 
 
 def random_walk(values, graph: KeypointGraph, weight: float) -> np.ndarray:
@@ -123,7 +173,8 @@ class RegressionResult:
     keypoints, keypoint_displacement : numpy.ndarray, shape (N, 3)
         As in :class:`~slicreg_lite.adamreg.AdamResult` (after the random walk).
     raw_displacement : numpy.ndarray, shape (N, 3)
-        The network's displacements at the keypoints, before the random walk.
+        The network's displacements at the keypoints, before the random walk; NaN rows
+        where nothing in the moving scan's body corresponds to the keypoint.
     displacement : numpy.ndarray of float32, shape (3, *output_shape)
     timings : dict
         Seconds for ``"random_walk"``, ``"tps"`` and ``"total"``.
@@ -138,7 +189,7 @@ class RegressionResult:
     graph: KeypointGraph
 
 
-def register(template: Template, field, cfg, *, output_shape=None,
+def register(template: Template, field, cfg, *, mask=None, output_shape=None,
              weight: float | None = None, k: int | None = None) -> RegressionResult:
     """Register a moving scan to the template from the regression network's field.
 
@@ -150,6 +201,9 @@ def register(template: Template, field, cfg, *, output_shape=None,
         :func:`~slicreg_lite.networks.predict_displacement` of the moving scan, on any grid
         (it is resampled to the supervoxel grid).
     cfg : Config
+    mask : array_like of bool, shape (D', H', W'), optional
+        The moving scan's body on any grid (resampled to the supervoxel grid): where the
+        network's field is read (:func:`invert_at_points`). Default: everywhere.
     output_shape : tuple of 3 ints, optional
         Grid of the dense field; default: the supervoxel grid.
     weight, k : optional
@@ -168,10 +222,13 @@ def register(template: Template, field, cfg, *, output_shape=None,
     start = time.perf_counter()
     if tuple(field.shape[1:]) != template.shape:
         field = resize_displacement(field, template.shape)
-    raw = invert_at_points(field, template.keypoints,
+    if mask is not None and np.shape(mask) != template.shape:
+        mask = resize(np.asarray(mask, dtype=np.uint8), template.shape, mode="nearest") > 0
+    raw = invert_at_points(field, template.keypoints, mask=mask,
                            iterations=settings.inversion_iterations)
     graph = keypoint_graph(template.keypoints, adam.k if k is None else k)
-    smoothed = random_walk(raw, graph, weight)
+    # keypoints without a value take their neighbours' (from the rim of the gap inwards)
+    smoothed = random_walk(fill_from_neighbours(raw, graph), graph, weight)
     timings = {"random_walk": time.perf_counter() - start}
     t = time.perf_counter()
     dense = dense_field(template, smoothed, adam, output_shape)
