@@ -21,6 +21,7 @@ import numpy as np
 
 from .config import PRESET_NAMES, RunSettings, get_config, is_real_ct
 from .layouts import LAYOUTS
+from .register import METHOD_NAMES
 
 
 def _writable_folder(folder: Path) -> str | None:
@@ -71,8 +72,9 @@ def _run(args, cfg, data, run) -> int:
     t = time.perf_counter()
     subjects = stages.cohort(cfg, data, run=run)
     what = "phantom cohort" if data.kind == "phantom" else f"{data.kind} scans on the grid"
+    held_out = f"{len(split.validation_ids)} validation, " if split.validation_ids else ""
     print(f"[0] {what}: {len(subjects)} subjects ({len(split.train_ids)} training, "
-          f"{len(split.test_ids)} test, template #{split.template_id}) "
+          f"{held_out}{len(split.test_ids)} test, template #{split.template_id}) "
           f"in {time.perf_counter() - t:.1f} s")
 
     t = time.perf_counter()
@@ -133,7 +135,9 @@ def _export(args, cfg, data, run) -> int:
     from . import stages
     from .layouts import export_cohort
 
-    subjects = stages.cohort(cfg, data, run=run)
+    # the cohort of the paper's split; the phantom's validation subjects stay behind
+    subjects = stages.cohort(cfg, data, (*data.split.train_ids, *data.split.test_ids),
+                             run=run)
     dest = export_cohort(subjects, args.dest, layout=args.layout, split=data.split,
                          label_names=data.label_names)
     print(f"wrote {len(subjects)} subjects to {dest} ({args.layout} layout); read them back "
@@ -178,6 +182,10 @@ def _register(args, cfg, data, run) -> int:
                    else f"mean Dice {100 * np.nanmean(list(report['dice'].values())):.1f}%")
         print(f"{summary}, folding {report['percent_folding']:.2f}%, std(log J) "
               f"{report['std_log_jacobian']:.3f}")
+    for message in report["warnings"]:
+        print(f"WARNING: {message}", file=sys.stderr)
+    if not report["reliable"]:
+        print("report.json says \"reliable\": false", file=sys.stderr)
     print("written: " + ", ".join(str(p) for p in registered.files.values()))
     return 0
 
@@ -263,8 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
                "--out result")
     register.add_argument("moving", type=Path, help="the moving scan (.nii.gz or .nii)")
     register.add_argument("--out", required=True, type=Path, help="folder for the results")
-    register.add_argument("--method", default="slicreg",
-                          choices=("slicreg", "regression", "teacher"))
+    register.add_argument("--method", default="slicreg", choices=METHOD_NAMES,
+                          help="slicreg: Slic-Reg as in the paper (default); slicreg-fit: "
+                               "with this toolkit's centre fit, an extension; regression: "
+                               "the regression baseline; teacher: deeds-lite, any pair")
     register.add_argument("--fixed", type=Path, default=None,
                           help="the fixed scan (needed by --method teacher)")
     register.add_argument("--labels", type=Path, default=None,

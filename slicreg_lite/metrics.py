@@ -75,8 +75,8 @@ PAPER_TABLE = {
                               (52.3, 17.0), (30.0, 22.1)),
     "3D DeepLab + regression + RW": ((31.1, 16.6), (45.6, 15.6), (43.2, 10.6), (57.7, 8.4),
                                      (44.4, 15.9), (25.1, 19.3)),
-    "Slic-Reg: 3D DeepLab + Slic + Adam": ((62.4, 9.2), (50.8, 11.8), (49.1, 13.5),
-                                           (74.1, 8.6), (59.1, 14.6), (31.8, 23.6)),
+    "Slic-Reg (paper): 3D DeepLab + Slic + Adam": ((62.4, 9.2), (50.8, 11.8), (49.1, 13.5),
+                                                   (74.1, 8.6), (59.1, 14.6), (31.8, 23.6)),
 }
 
 # Short column names of the paper; every full name of config.LABEL_NAMES works too.
@@ -781,6 +781,36 @@ def jacobian_stats(displacement, mask=None) -> dict[str, float]:
         "std_log_jacobian": float(np.std(log_jacobian)),
         "percent_folding": float(100.0 * np.mean(determinant <= 0)),
     }
+
+
+#: Beyond these a registration is flagged as unreliable (in the table, ``results.json``
+#: and every ``report.json``): a field that folds more than 1% of the body's voxels, or
+#: whose ``log J`` spreads by more than 1 (with folded voxels counted as ``J = 1e-9``,
+#: as in :func:`jacobian_stats`, about 0.25% folding reaches it by itself), tears or
+#: crushes tissue somewhere, whatever its Dice says.
+FOLDING_LIMIT = 1.0
+JACOBIAN_SPREAD_LIMIT = 1.0
+
+
+def unreliable_reasons(stats: dict) -> list[str]:
+    """Why a registration cannot be trusted, from its :func:`jacobian_stats` (empty: no
+    reason).
+
+    Examples
+    --------
+    >>> unreliable_reasons({"std_log_jacobian": 0.3, "percent_folding": 0.0})
+    []
+    >>> unreliable_reasons({"std_log_jacobian": 7.6, "percent_folding": 16.3})
+    ['16.3% of the voxels fold (limit 1%)', 'std(log J) 7.60 (limit 1)']
+    """
+    reasons = []
+    if stats["percent_folding"] > FOLDING_LIMIT:
+        reasons.append(f"{stats['percent_folding']:.1f}% of the voxels fold "
+                       f"(limit {FOLDING_LIMIT:g}%)")
+    if stats["std_log_jacobian"] > JACOBIAN_SPREAD_LIMIT:
+        reasons.append(f"std(log J) {stats['std_log_jacobian']:.2f} "
+                       f"(limit {JACOBIAN_SPREAD_LIMIT:g})")
+    return reasons
 
 
 # ---------------------------------------------------------------------- correspondence

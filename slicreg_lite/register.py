@@ -6,7 +6,8 @@
    size and field of view, with optional label maps;
 2. bring each onto the preset's grid (:func:`slicreg_lite.preprocessing.to_grid`) and
    register there with :class:`~slicreg_lite.registration.SlicReg` (to the template of
-   the data source), :class:`~slicreg_lite.registration.RegressionBaseline` or
+   the data source; the paper's alignment, or this toolkit's centre fit),
+   :class:`~slicreg_lite.registration.RegressionBaseline` or
    :class:`~slicreg_lite.registration.Teacher` (to any fixed scan);
 3. bring the result back onto the fixed scan's own grid, as stored in its file, and write:
 
@@ -26,13 +27,18 @@
        checkerboards without labels;
    ``report.json``
        Dice per label (and avg(4) / avg(13) for the 13 BTCV organs), HD95 in mm,
-       std(log J), % folding, seconds per part.
+       std(log J), % folding, seconds per part, and ``"reliable"``: false, with the
+       reasons under ``"warnings"``, when the field folds or stretches beyond
+       :data:`~slicreg_lite.metrics.FOLDING_LIMIT` /
+       :data:`~slicreg_lite.metrics.JACOBIAN_SPREAD_LIMIT`, or when a network met a scan
+       unlike the scans it was trained on (:mod:`slicreg_lite.domain`).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -43,8 +49,9 @@ from .config import Config, RunSettings, get_config, is_real_ct
 from .subject import Subject
 
 PathLike = Union[str, os.PathLike]
-#: The registration methods of :func:`register_scans`.
-METHOD_NAMES = ("slicreg", "regression", "teacher")
+#: The registration methods of :func:`register_scans`: Slic-Reg as in the paper, Slic-Reg
+#: with this toolkit's centre fit (an extension), the regression baseline, the teacher.
+METHOD_NAMES = ("slicreg", "slicreg-fit", "regression", "teacher")
 #: Voxels handled at a time when results are resampled onto the fixed grid.
 _CHUNK = 2_000_000
 
@@ -140,7 +147,9 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
     labels, fixed_labels : path or array, optional
         Label maps of the moving and the fixed scan (for the warped labels and the scores;
         the template's own labels serve as fixed labels when the data has them).
-    method : {"slicreg", "regression", "teacher"}
+    method : {"slicreg", "slicreg-fit", "regression", "teacher"}
+        Slic-Reg with the paper's alignment, Slic-Reg with this toolkit's centre fit, the
+        regression baseline, the deeds-lite teacher.
     out : str or os.PathLike, optional
         A folder for the files of the module docstring; nothing is written without it.
     cfg : Config, optional
@@ -185,9 +194,9 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
 
 def _register(moving, fixed, labels, fixed_labels, method, out, cfg, data, run):
     """The body of :func:`register_scans` (arguments checked)."""
-    from .metrics import jacobian_stats
+    from .metrics import jacobian_stats, unreliable_reasons
     from .preprocessing import to_grid
-    from .registration import RegressionBaseline, SlicReg, Teacher
+    from .registration import RegressionBaseline, SlicReg, Teacher, UntrustedResultWarning
     from .sources import open_source
     from .supervoxels import body_mask
 
@@ -212,9 +221,11 @@ def _register(moving, fixed, labels, fixed_labels, method, out, cfg, data, run):
     start = time.perf_counter()
     if method == "teacher":
         registration = Teacher(fixed_grid.image, cfg)
+    elif method == "regression":
+        registration = RegressionBaseline.load(cfg, source, allow_training=False, run=run)
     else:
-        kind = SlicReg if method == "slicreg" else RegressionBaseline
-        registration = kind.load(cfg, source, allow_training=False, run=run)
+        registration = SlicReg.load(cfg, source, allow_training=False, run=run,
+                                    alignment="paper" if method == "slicreg" else "centre-fit")
     timings["loading the method"] = time.perf_counter() - start
     result = registration.register(moving_grid.image)
     timings["inference"] = result.timings["inference"]
@@ -225,12 +236,18 @@ def _register(moving, fixed, labels, fixed_labels, method, out, cfg, data, run):
                                                           moving_grid, fixed_scan, moving_scan)
     timings["resampling onto the fixed grid"] = time.perf_counter() - start
     jacobian = jacobian_stats(result.displacement, body_mask(fixed_grid.image))
+    # why the result cannot be trusted: the scan (for a network), the field (for all)
+    untrusted = list(result.warnings) + [
+        f"the field cannot be trusted: {reason}" for reason in unreliable_reasons(jacobian)]
+    for message in untrusted[len(result.warnings):]:
+        warnings.warn(message, UntrustedResultWarning, stacklevel=3)
     report = {"method": method, "preset": cfg.name,
               "data": None if method == "teacher" else source.spec,
               "moving": _describe(moving), "fixed": _describe(fixed) if fixed is not None
               else f"template #{template_id} of {source.spec}",
               "std_log_jacobian": jacobian["std_log_jacobian"],
               "percent_folding": jacobian["percent_folding"],
+              "reliable": not untrusted, "warnings": untrusted,
               **_scores(warped_labels, fixed_scan, label_names), "seconds": timings}
     registered = ScanRegistration(warped, warped_labels, voxel_field, fixed_scan.affine, report)
     if out is not None:

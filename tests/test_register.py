@@ -176,3 +176,40 @@ def test_no_trained_network_for_the_data_is_an_error_not_a_training(scans, tmp_p
     assert code == 2
     assert "no trained deeplab + slic network for preset 'smoke'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_scan_unlike_the_training_scans_is_reported_unreliable(tmp_path, capsys):
+    """An exported phantom scan is registered without a warning; the same scan with its
+    intensities remapped as a real CT's would differ gets a warning that says what to do
+    instead, on the command line and as "reliable": false in report.json."""
+    from slicreg_lite.registration import UntrustedResultWarning
+
+    stages.network(SMOKE, "phantom", run=QUIET)  # register never trains: seconds under smoke
+    scan = stages.cohort(SMOKE, "phantom", (4,), run=QUIET)[4]
+    save_nifti(tmp_path / "phantom.nii.gz", scan.image, scan.affine)
+    remapped = np.where(scan.image > -500, 0.6 * scan.image + 40, scan.image)
+    remapped += np.random.default_rng(0).normal(0, 40, scan.shape)
+    save_nifti(tmp_path / "ct.nii.gz", remapped.astype(np.float32), scan.affine)
+
+    plain = register_scans(tmp_path / "phantom.nii.gz", cfg=SMOKE, run=QUIET)
+    assert not any("unlike the scans" in message for message in plain.report["warnings"])
+    with pytest.warns(UntrustedResultWarning, match="--method teacher --fixed FIXED"):
+        register_scans(tmp_path / "ct.nii.gz", out=tmp_path / "out", cfg=SMOKE, run=QUIET)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["reliable"] is False
+    assert "unlike the scans the network was trained on" in report["warnings"][0]
+    code = main(["register", str(tmp_path / "ct.nii.gz"), "--preset", "smoke", "--quiet",
+                 "--out", str(tmp_path / "cli")])
+    assert code == 0
+    assert "WARNING: this scan is unlike" in capsys.readouterr().err
+
+
+def test_a_folding_field_is_reported_unreliable():
+    from slicreg_lite.metrics import jacobian_stats, unreliable_reasons
+
+    smooth = np.zeros((3, 12, 12, 12), np.float32)
+    assert unreliable_reasons(jacobian_stats(smooth)) == []
+    torn = smooth.copy()
+    torn[0, 4:8] = np.linspace(0, -12, 4)[:, None, None]  # neighbours overtake each other
+    reasons = unreliable_reasons(jacobian_stats(torn))
+    assert any("fold" in reason for reason in reasons)
