@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from slicreg_lite.adamreg import align_keypoints, channels_last, keypoint_graph, sample_features
 
 
-def reference_align(fixed, features, points, k, *, learning_rate=0.05, alpha=0.015,
+def reference_align(fixed, features, points, k, *, learning_rate=0.05, alpha=0.15,
                     iterations=100):
     """The straightforward implementation: grid_sample + a dense N x N neighbour matrix."""
     n, shape = len(points), features.shape[1:]
@@ -39,6 +39,7 @@ def reference_align(fixed, features, points, k, *, learning_rate=0.05, alpha=0.0
     distances.fill_diagonal_(float("inf"))
     nearest = distances.topk(k, largest=False).indices
     adjacency = torch.zeros(n, n).scatter_(1, nearest, 1.0)  # dense N x N
+    adjacency = torch.maximum(adjacency, adjacency.T)  # symmetric, as in the paper's code
     volume = features[None]  # (1, C, D, H, W), channels first
     u = torch.zeros(n, 3, requires_grad=True)
     optimiser = torch.optim.Adam([u], lr=learning_rate)
@@ -102,7 +103,7 @@ def slider_update():
     panel = AdamExplorer(slicreg, slicreg.moving_scan(moving.image), subjects[template_id],
                          moving, background=False)
     seconds = []
-    for control, value in [(panel.alpha, 0.3), (panel.alpha, 0.03), (panel.k, 5),
+    for control, value in [(panel.alpha, 0.5), (panel.alpha, 0.05), (panel.k, 6),
                            (panel.k, 12), (panel.iterations, 40), (panel.iterations, 20)]:
         start = time.perf_counter()
         control.value = value

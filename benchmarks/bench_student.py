@@ -1,14 +1,16 @@
 """How close the student (Slic-Reg) comes to its teacher (deeds-lite), on subjects it has
 never seen.
 
-Prints the avg(4) Dice of the teacher and of Slic-Reg (the shipped lite DeepLab) on
+Prints the avg(4) Dice of the teacher and of Slic-Reg (the shipped lite DeepLab; the
+paper's alignment, and this toolkit's centre fit) on
 
 - the 9 test subjects of the cohort (registered to template #38, as in ``make demo``), and
 - the same subject numbers drawn from *another cohort seed*: new random anatomy, pose and
   deformation, never seen by the network, registered to the same template,
 
 and the ratio student / teacher for each. Target: Slic-Reg's avg(4) at least 0.9 x the
-teacher's on both (stretch 0.95); folding below 1%.
+teacher's on both (stretch 0.95); folding below 1%. The second cohort seed is a held-out
+check beyond the validation subjects the settings were chosen on.
 
 Usage: ``python benchmarks/bench_student.py [--seed 7] [--preset lite]``
 """
@@ -54,24 +56,34 @@ def main() -> None:
     ids = data.split.evaluation_ids
     subjects = stages.cohort(cfg, data, (*ids, data.split.template_id), run=run)
     template = subjects[data.split.template_id]
-    methods = {"teacher": Teacher(template.image, cfg),
-               "Slic-Reg": SlicReg.load(cfg, data, run=run)}
+    paper = SlicReg.load(cfg, data, run=run)
+    methods = {"teacher": Teacher(template.image, cfg), "Slic-Reg (paper)": paper,
+               "+ centre fit (this toolkit)": SlicReg(paper.template_image, paper.layers,
+                                                      paper.model, cfg,
+                                                      alignment="centre-fit")}
     other = dataclasses.replace(cfg.phantom, seed=args.seed)
     cohorts = {"test subjects": {i: subjects[i] for i in ids},
                f"cohort seed {args.seed}": {i: generate_subject(i, other, cfg.grid)
                                             for i in ids}}
+    students = [name for name in methods if name != "teacher"]
     print(f"| {args.preset}, {len(ids)} subjects -> template #{data.split.template_id} "
-          f"| teacher avg(4) | Slic-Reg avg(4) | Slic-Reg folding % | ratio |")
-    print("|---|---|---|---|---|")
-    ratios = []
+          f"| teacher avg(4) | " + " | ".join(f"{name}: avg(4), folding %, ratio"
+                                              for name in students) + " |")
+    print("|---|---|" + "---|" * len(students))
+    ratios = {name: [] for name in students}
     for name, moving in cohorts.items():
         scores = measure(methods, moving, template)
-        teacher, student = (np.mean(scores[m]["dice"]) for m in ("teacher", "Slic-Reg"))
-        ratios.append(student / teacher)
-        print(f"| {name} | {teacher:.1f} | {student:.1f} | "
-              f"{np.mean(scores['Slic-Reg']['folding']):.2f} | {ratios[-1]:.2f} |")
-    verdict = "met" if min(ratios) >= TARGET else "missed"
-    print(f"target: ratio >= {TARGET} on both (stretch {STRETCH}): {verdict}")
+        teacher = np.mean(scores["teacher"]["dice"])
+        cells = []
+        for student in students:
+            dice = np.mean(scores[student]["dice"])
+            ratios[student].append(dice / teacher)
+            cells.append(f"{dice:.1f}, {np.mean(scores[student]['folding']):.2f}, "
+                         f"{dice / teacher:.2f}")
+        print(f"| {name} | {teacher:.1f} | " + " | ".join(cells) + " |")
+    for student, values in ratios.items():
+        verdict = "met" if min(values) >= TARGET else "missed"
+        print(f"{student}: target ratio >= {TARGET} on both (stretch {STRETCH}): {verdict}")
 
 
 if __name__ == "__main__":

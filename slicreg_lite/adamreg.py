@@ -1,29 +1,36 @@
 """Step 4 of Slic-Reg: align the predicted supervoxels with Adam on a kNN keypoint graph.
 
 The network of step 3 tells, for every voxel of a new (moving) scan, which supervoxel of
-each of the template's 16 layers it belongs to. Registration is then a small problem:
+each of the template's 16 layers it belongs to. Registration is then a small problem,
+solved as in the paper (the poster's loss; ``Config.adam``):
 
-1. **Keypoints** are the centres of the template's supervoxels (16 x 127 = 2032), joined
-   into a graph by their ``k`` nearest neighbours (:func:`keypoint_graph`).
+1. **Keypoints**: the centres of the template's supervoxels (16 x 127 = 2032; the
+   poster's "N=2048 supervoxel centres") or, as in the authors' code, 2048 random voxels
+   inside them (``cfg.adam.keypoints``), joined into a graph by their ``k`` nearest
+   neighbours (:func:`keypoint_graph`).
 2. **Features**: the labels become one-hot channels. To save memory each layer's 128
-   classes are *folded* into 16 channels by a seeded random permutation (16 layers give
-   256 channels), then smoothed by average pooling (:func:`supervoxel_features`), so that
-   the features change smoothly with position and have useful gradients.
+   classes are *folded* into 16 channels (16 layers give 256 channels;
+   :func:`fold_permutation`), then smoothed by average pooling
+   (:func:`supervoxel_features`), so that the features change smoothly with position
+   and have useful gradients.
 3. **Adam** moves every keypoint so that the moving scan's features, sampled
    (trilinearly, differentiably) at the displaced keypoint, match the template's features
-   at the keypoint, while ``alpha`` x the squared differences of neighbouring
-   displacements keeps the motion smooth (:func:`align_keypoints`). Optionally
-   (``centre_weight``, on under ``lite``) it starts from, and is drawn towards, the
-   centre of each keypoint's supervoxel as predicted in the moving scan
-   (:func:`moving_scan`): a direct guess of the displacement that the smoothed features
-   blur. Under ``lite`` (``centre_fit_step``) these guesses are fitted all at once: one
-   smooth motion whose average over every supervoxel takes it to its predicted centre
-   (:func:`fit_centres`), since a supervoxel's centre moves with the average motion
-   over the supervoxel, not with the motion at its keypoint. Where the motion stretches
-   one side of a supervoxel more than the other, its centre leans to that side; the
-   supervoxels' sizes tell by how much (:func:`stretch_correction`, ``centre_stretch``).
+   at the keypoint (their mean squared difference), while ``alpha`` x the squared
+   differences of neighbouring displacements keeps the motion smooth
+   (:func:`align_keypoints`).
 4. A **thin-plate spline** extrapolates the keypoint displacements to a dense field
    (:func:`thin_plate_spline`), evaluated on a coarse grid and upsampled.
+
+**Beyond the paper** (this toolkit's extension, ``Config.centre_fit``, the row
+"Slic-Reg + centre fit"): Adam also starts from, and is drawn towards (``centre_weight``),
+where the predicted supervoxels' centres put each keypoint (:func:`moving_scan`): a direct
+guess of the displacement that the smoothed features blur. These guesses are fitted all
+at once (``centre_fit_step``): one smooth motion whose average over every supervoxel
+takes it to its predicted centre (:func:`fit_centres`), since a supervoxel's centre moves
+with the average motion over the supervoxel, not with the motion at its keypoint. Where
+the motion stretches one side of a supervoxel more than the other, its centre leans to
+that side; the supervoxels' sizes tell by how much (:func:`stretch_correction`,
+``centre_stretch``).
 
 Displacements follow :mod:`slicreg_lite.spatial`: the field lives on the template (fixed)
 grid and points into the moving scan, ``warped(x) = moving(x + u(x))``. Keypoints are
@@ -36,7 +43,7 @@ The obvious implementation samples a ``(1, 256, D, H, W)`` volume with ``grid_sa
 and regularises with a dense N x N distance matrix; on a 2-core CPU 100 iterations take
 over 10 s. Here the features are stored *channels last*, a ``(D*H*W, 256)`` table, so the
 8 corners of a keypoint's cell are 8 contiguous rows (:func:`sample_features`), and the
-kNN graph is built once with a k-d tree and used as an ``(N, k)`` index array.
+kNN graph is built once with a k-d tree and used as an ``(E, 2)`` array of its edges.
 ``benchmarks/bench_adamreg.py`` compares both.
 
 Examples
@@ -93,10 +100,19 @@ class KeypointGraph:
 
     @property
     def edges(self) -> np.ndarray:
-        """The undirected edges ``(E, 2)``, each once with ``i < j`` (for drawing)."""
+        """The undirected edges ``(E, 2)``, each once with ``i < j``: ``j`` is among the
+        ``k`` nearest of ``i``, or ``i`` among those of ``j``."""
         rows = np.repeat(np.arange(len(self.points)), self.k)
         pairs = np.sort(np.stack([rows, self.neighbours.ravel()], 1), axis=1)
         return np.unique(pairs, axis=0)
+
+    def adjacency(self) -> np.ndarray:
+        """The symmetric 0/1 adjacency matrix ``(N, N)`` of :attr:`edges`, as the paper's
+        code builds it (dense: for teaching and small graphs)."""
+        matrix = np.zeros((len(self.points),) * 2)
+        i, j = self.edges.T
+        matrix[i, j] = matrix[j, i] = 1.0
+        return matrix
 
 
 def keypoint_graph(points, k: int) -> KeypointGraph:
@@ -150,21 +166,46 @@ def edge_differences(displacements, graph: KeypointGraph) -> float:
 
 
 # ------------------------------------------------------------------------- the features
-def fold_permutation(n_layers: int, n_classes: int, n_channels: int, seed: int) -> np.ndarray:
+def fold_permutation(n_layers: int, n_classes: int, n_channels: int, seed: int,
+                     scheme: str = "blocks") -> np.ndarray:
     """Which channel each class of each layer is folded into.
+
+    Parameters
+    ----------
+    n_layers, n_classes, n_channels : int
+    seed : int
+    scheme : {"blocks", "permutation"}
+        ``"blocks"`` (the authors' code): each block of ``n_channels`` consecutive class
+        numbers is sent to the ``n_channels`` channels in its own random order, so two
+        neighbouring numbers share a channel only across a block's border.
+        ``"permutation"``: one random permutation of a layer's classes, modulo
+        ``n_channels``.
 
     Returns
     -------
     numpy.ndarray of int64, shape (n_layers, n_classes)
         Values in ``0..n_channels-1``; every channel receives ``n_classes / n_channels``
-        classes of a layer, chosen at random so that neighbouring supervoxels (which have
-        similar label numbers) rarely share a channel.
+        classes of a layer. Supervoxels with close numbers are often neighbours in space
+        (SLIC numbers them in scan order): the blocks never fold two numbers of one block
+        onto one channel; a permutation does so for one pair in 16.
+
+    Examples
+    --------
+    >>> folding = fold_permutation(1, 32, 16, seed=0)
+    >>> sorted(folding[0, :16].tolist()) == list(range(16))  # one block: every channel once
+    True
     """
     if n_classes % n_channels:
         raise ValueError(f"n_classes ({n_classes}) must be a multiple of n_channels "
                          f"({n_channels})")
     rng = np.random.default_rng(seed)
-    return np.stack([rng.permutation(n_classes) % n_channels for _ in range(n_layers)])
+    if scheme == "blocks":
+        blocks = n_classes // n_channels
+        return np.stack([np.concatenate([rng.permutation(n_channels) for _ in range(blocks)])
+                         for _ in range(n_layers)]).astype(np.int64)
+    if scheme == "permutation":
+        return np.stack([rng.permutation(n_classes) % n_channels for _ in range(n_layers)])
+    raise ValueError(f"scheme must be 'blocks' or 'permutation'; got {scheme!r}")
 
 
 def _box_filter(volume: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -182,7 +223,8 @@ def _box_filter(volume: torch.Tensor, kernel: int) -> torch.Tensor:
 
 
 def supervoxel_features(layers, shape, *, n_classes: int = 128, n_channels: int = 16,
-                        pool_kernel: int = 5, seed: int = 4) -> torch.Tensor:
+                        pool_kernel: int = 5, seed: int = 4,
+                        fold: str = "blocks") -> torch.Tensor:
     """Smooth feature channels from supervoxel labels (step 4; notebook 04).
 
     Parameters
@@ -199,6 +241,8 @@ def supervoxel_features(layers, shape, *, n_classes: int = 128, n_channels: int 
         Side of the box average that smooths the one-hot channels.
     seed : int
         Seed of the folding permutation; template and moving scan must use the same.
+    fold : {"blocks", "permutation"}
+        The folding scheme (:func:`fold_permutation`).
 
     Returns
     -------
@@ -213,7 +257,8 @@ def supervoxel_features(layers, shape, *, n_classes: int = 128, n_channels: int 
     shape = tuple(int(n) for n in shape)
     if tuple(layers.shape[1:]) != shape:
         layers = resize(layers, shape, mode="nearest")
-    folding = torch.from_numpy(fold_permutation(len(layers), n_classes, n_channels, seed))
+    folding = torch.from_numpy(fold_permutation(len(layers), n_classes, n_channels, seed,
+                                                fold))
     channels = []
     for layer, channel_of in zip(torch.from_numpy(np.ascontiguousarray(layers)).long(), folding):
         onehot = torch.zeros(n_channels, layer.numel())
@@ -284,6 +329,42 @@ def sample_features(table: torch.Tensor, shape, coords: torch.Tensor) -> torch.T
 
 
 # ------------------------------------------------------------------------- the template
+#: The :class:`~slicreg_lite.config.AdamConfig` fields that decide a :class:`Template`
+#: (besides the template's layers) and a :class:`MovingScan` (besides its layers). A
+#: change of any of them means computing those again; the others (alpha, k, iterations,
+#: the learning rate, the centre weight, the spline's) only change the optimisation.
+TEMPLATE_FIELDS = ("keypoints", "n_keypoints", "fold", "fold_channels", "pool_kernel",
+                   "feature_step", "seed", "template_features", "centre_fit_step",
+                   "centre_fit_smoothing")
+MOVING_FIELDS = ("fold", "fold_channels", "pool_kernel", "feature_step", "seed",
+                 "centre_fit_step", "centre_fit_smoothing", "centre_stretch")
+
+
+def settings_of(adam: AdamConfig, fields: tuple) -> dict:
+    """The values of some :class:`~slicreg_lite.config.AdamConfig` fields, by name."""
+    return {name: getattr(adam, name) for name in fields}
+
+
+def with_overrides(cfg, overrides: dict) -> AdamConfig:
+    """``cfg``'s Adam settings (Config or AdamConfig) with some values replaced.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not an :class:`~slicreg_lite.config.AdamConfig` field, or a
+        value it refuses.
+    """
+    import dataclasses
+
+    adam = config_section(cfg, AdamConfig)
+    valid = {f.name for f in dataclasses.fields(AdamConfig)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ValueError(f"unknown Adam parameter(s) {unknown}; expected some of "
+                         f"{sorted(valid)}")
+    return dataclasses.replace(adam, **overrides) if overrides else adam
+
+
 @dataclass
 class Template:
     """What the alignment needs from the template; computed once, reused for every scan.
@@ -291,21 +372,30 @@ class Template:
     Attributes
     ----------
     keypoints : numpy.ndarray, shape (N, 3)
-        Centres of the template's supervoxels, voxels of the supervoxel grid.
+        The points whose motion Adam optimises, voxels of the supervoxel grid: the
+        centres of the template's supervoxels, or random voxels inside them
+        (``cfg.adam.keypoints``).
+    centres : numpy.ndarray, shape (L * K, 3)
+        The centres of the template's supervoxels, layer after layer (the keypoints when
+        ``keypoints == "centres"``).
     features : torch.Tensor, shape (C, *feature_shape)
         The template's own features (:func:`supervoxel_features`).
     shape : tuple of 3 ints
         The supervoxel grid.
     feature_shape : tuple of 3 ints
         The feature grid (the supervoxel grid divided by ``cfg.adam.feature_step``).
+    settings : dict
+        The :data:`TEMPLATE_FIELDS` it was computed with.
     centre_fit : CentreFit or None
         The template's side of :func:`fit_centres` (when ``cfg.adam.centre_fit_step`` > 0).
     """
 
     keypoints: np.ndarray
+    centres: np.ndarray
     features: torch.Tensor
     shape: tuple
     feature_shape: tuple
+    settings: dict = field(default_factory=dict)
     centre_fit: "CentreFit | None" = field(default=None, repr=False)
     _table: torch.Tensor | None = field(default=None, repr=False)
 
@@ -330,20 +420,49 @@ def feature_shape(shape, step: int) -> tuple:
     return tuple(max(2, round(n / step)) for n in shape)
 
 
+def random_keypoints(mask, n: int, *, seed: int, step: int = 2) -> np.ndarray:
+    """``n`` keypoints drawn at random among the voxels of ``mask`` on every ``step``-th
+    voxel (all of them when there are fewer), as the authors' code draws its 2048.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n, 3)
+        Voxel coordinates, in scan order.
+
+    Examples
+    --------
+    >>> mask = np.zeros((8, 8, 8), bool); mask[2:6, 2:6, 2:6] = True
+    >>> points = random_keypoints(mask, 5, seed=0)
+    >>> points.shape, bool((points % 2 == 0).all() and mask[tuple(points.astype(int).T)].all())
+    ((5, 3), True)
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be 3D; got shape {mask.shape}")
+    candidates = np.argwhere(mask[::step, ::step, ::step]) * step
+    if len(candidates) < 5:
+        raise ValueError(f"the mask holds {len(candidates)} voxels on every {step}th voxel; "
+                         "at least 5 keypoints are needed")
+    chosen = np.random.default_rng(seed).choice(len(candidates), min(n, len(candidates)),
+                                                replace=False)
+    return candidates[np.sort(chosen)].astype(np.float64)  # in scan order
+
+
 def prepare_template(layers, cfg, *, feature_layers=None) -> Template:
     """Keypoints and features of the template's supervoxel layers.
 
     Parameters
     ----------
     layers : array_like of int, shape (L, D, H, W)
-        The template's layers (``stages.template_supervoxels(cfg, data).layers``): the
-        keypoints are their centres.
+        The template's layers (``stages.template_supervoxels(cfg, data).layers``): their
+        centres (or random voxels inside them, ``cfg.adam.keypoints``) are the keypoints.
     cfg : Config or AdamConfig
     feature_layers : array_like of int, shape (L, d, h, w), optional
-        Layers to take the template's *features* from instead of ``layers``. Passing the
-        network's own prediction on the template means both scans are seen through the
-        same network, so its systematic errors cancel (on the lite phantom this gains
-        about 2 Dice points over the exact layers).
+        Layers to take the template's *features* from instead of ``layers``: the
+        network's own prediction on the template, when ``cfg.adam.template_features``
+        is ``"network"`` (:class:`~slicreg_lite.registration.SlicReg` passes it). Both
+        scans are then seen through the same network, so its systematic errors can
+        cancel.
 
     Returns
     -------
@@ -353,19 +472,25 @@ def prepare_template(layers, cfg, *, feature_layers=None) -> Template:
 
     adam = config_section(cfg, AdamConfig)
     layers = np.asarray(layers)
-    keypoints = supervoxel_centres(layers).reshape(-1, 3)
+    centres = supervoxel_centres(layers).reshape(-1, 3)
+    if adam.keypoints == "centres":
+        keypoints = centres
+    else:
+        keypoints = random_keypoints(layers[0] > 0, adam.n_keypoints, seed=adam.seed)
     grid = feature_shape(layers.shape[1:], adam.feature_step)
     source = layers if feature_layers is None else np.asarray(feature_layers)
     if source.ndim != 4 or len(source) != len(layers):
         raise ValueError(f"feature_layers must have shape ({len(layers)}, D, H, W) like "
                          f"layers; got {source.shape}")
     features = supervoxel_features(source, grid, n_channels=adam.fold_channels,
-                                   pool_kernel=adam.pool_kernel, seed=adam.seed)
+                                   pool_kernel=adam.pool_kernel, seed=adam.seed,
+                                   fold=adam.fold)
     fit = None
     if adam.centre_fit_step:
-        fit = prepare_centre_fit(layers, keypoints, adam.centre_fit_step,
+        fit = prepare_centre_fit(layers, centres, adam.centre_fit_step,
                                  adam.centre_fit_smoothing)
-    return Template(keypoints, features, tuple(layers.shape[1:]), grid, fit)
+    return Template(keypoints, centres, features, tuple(layers.shape[1:]), grid,
+                    settings_of(adam, TEMPLATE_FIELDS), fit)
 
 
 def moving_features(layers, template: Template, cfg) -> torch.Tensor:
@@ -377,7 +502,7 @@ def moving_features(layers, template: Template, cfg) -> torch.Tensor:
         raise ValueError(f"moving layers must have shape ({n_layers}, D, H, W) like the "
                          f"template's; got {layers.shape}")
     return supervoxel_features(layers, template.feature_shape, n_channels=adam.fold_channels,
-                               pool_kernel=adam.pool_kernel, seed=adam.seed)
+                               pool_kernel=adam.pool_kernel, seed=adam.seed, fold=adam.fold)
 
 
 @dataclass
@@ -388,16 +513,23 @@ class MovingScan:
     ----------
     features : torch.Tensor, shape (C, *template.feature_shape)
         Folded, smoothed one-hot features (:func:`moving_features`).
-    centres : numpy.ndarray, shape (N, 3)
-        Where each keypoint lies in the moving scan, voxels of the supervoxel grid: the
-        centre of mass of its supervoxel's label there (NaN where the label is absent), or,
-        when the template has a :class:`CentreFit`, the smooth field fitted to all those
-        centres (:func:`fit_centres`, after :func:`stretch_correction` when
-        ``cfg.adam.centre_stretch``) read at the keypoint.
+    centres : numpy.ndarray, shape (L * K, 3)
+        Where each template supervoxel's centre lies in the moving scan, voxels of the
+        supervoxel grid: the centre of mass of its label there (NaN where the label is
+        absent or touches the scan's edge, :func:`cut_by_the_edge`), or, when the
+        template has a :class:`CentreFit`, the smooth field fitted to all those centres
+        (:func:`fit_centres`, after :func:`stretch_correction` when
+        ``cfg.adam.centre_stretch``) read at the template's centres.
+    layers : numpy.ndarray, shape (L, D, H, W)
+        The layers they were computed from (to compute them again for other settings).
+    settings : dict
+        The :data:`MOVING_FIELDS` they were computed with.
     """
 
     features: torch.Tensor
     centres: np.ndarray
+    layers: np.ndarray = field(default=None, repr=False)
+    settings: dict = field(default_factory=dict)
 
 
 def moving_scan(layers, template: Template, cfg) -> MovingScan:
@@ -423,14 +555,47 @@ def moving_scan(layers, template: Template, cfg) -> MovingScan:
         raise ValueError(f"layers must lie on the supervoxel grid {template.shape}; got "
                          f"{tuple(layers.shape[1:])}")
     features = moving_features(layers, template, cfg)  # checks the number of layers
-    per_layer = len(template.keypoints) // len(layers)
+    per_layer = len(template.centres) // len(layers)
     centres = label_centres(layers, per_layer)
+    # a supervoxel cut by the scan's edge shows only its inner part: that centre lies too
+    # far inside, and the fit would squeeze the motion there (and fold it)
+    centres[cut_by_the_edge(layers, per_layer)] = np.nan
     fit = template.centre_fit
+    settings = settings_of(adam, MOVING_FIELDS)
     if fit is None:
-        return MovingScan(features, centres.reshape(-1, 3))
+        return MovingScan(features, centres.reshape(-1, 3), layers, settings)
     if adam.centre_stretch:
         centres = centres - stretch_correction(fit, label_sizes(layers, per_layer))
-    return MovingScan(features, fit_centres(fit, centres))
+    return MovingScan(features, fit_centres(fit, centres), layers, settings)
+
+
+def cut_by_the_edge(layers, n_labels: int) -> np.ndarray:
+    """Which supervoxels touch the edge of the scan (its six outer faces).
+
+    Parameters
+    ----------
+    layers : array_like of int, shape (L, D, H, W)
+    n_labels : int
+        Labels ``1..n_labels`` of each layer (0 is the background).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (L, n_labels)
+
+    Examples
+    --------
+    >>> layer = np.zeros((1, 5, 5, 5), int); layer[0, 0, 2, 2] = 1; layer[0, 2, 2, 2] = 2
+    >>> cut_by_the_edge(layer, 2).tolist()
+    [[True, False]]
+    """
+    layers = np.asarray(layers)
+    cut = np.zeros((len(layers), n_labels + 1), bool)
+    for axis in range(1, 4):
+        for index in (0, -1):
+            face = np.take(layers, index, axis=axis).reshape(len(layers), -1)
+            for layer, labels in enumerate(face):
+                cut[layer, labels[labels <= n_labels]] = True
+    return cut[:, 1:]
 
 
 # ------------------------------------------- keypoint motion fitted to supervoxel centres
@@ -628,11 +793,8 @@ def stretch_correction(fit: CentreFit, moving_sizes) -> np.ndarray:
     template has been stretched twice. Each supervoxel's size ratio (moving / template)
     is painted onto the template's grid and averaged over the layers; as the layers'
     supervoxels lie at different offsets, that stretch map is finer than any one layer.
-    Under ``lite`` (9 test subjects) this lifts Adam on the teacher's own supervoxels (a
-    perfect network) from 77.7 to 78.6% avg(4) and Slic-Reg from 73.3 to 73.7% (over eight
-    networks trained 600 iterations or more -0.04 to +0.44, +0.2 on average; a
-    300-iteration network, whose supervoxels are further off, loses 0.5), and makes
-    Slic-Reg's field smoother (std(log J) 0.91 -> 0.30, folding 0.46 -> 0.01%).
+    Whether it helps is a setting of the centre fit (``centre_stretch``), chosen on the
+    validation subjects (``benchmarks/bench_settings.py`` prints what it adds there).
     Weighting instead by the Jacobian of the fitted motion itself, over a few rounds,
     gave nothing: that smooth field misses where the stretch varies.
 
@@ -701,14 +863,17 @@ def fill_from_neighbours(values, graph: KeypointGraph, rounds: int = 20) -> np.n
 
 
 def align_keypoints(fixed_features, moving_features, points, graph: KeypointGraph, *,
-                    learning_rate: float = 0.05, alpha: float = 0.015,
+                    learning_rate: float = 0.05, alpha: float = 0.15,
                     iterations: int = 100, initial=None, centres=None,
                     centre_weight: float = 0.0) -> tuple[np.ndarray, dict]:
     """Adam optimisation of one displacement per keypoint.
 
-    Minimises ``mean((f_fixed[i] - f_moving(p_i + u_i))^2) + alpha * sum_{i, j in kNN(i)}
-    |u_i - u_j|^2 / N``, plus ``centre_weight * sum_i |u_i - c_i|^2 / N`` when the
-    displacements ``c_i`` to the supervoxels' centres in the moving scan are given.
+    Minimises the paper's loss ``mean((f_fixed[i] - f_moving(p_i + u_i))^2) + alpha *
+    sum_{i, j} A_ij |u_i - u_j|^2 / N``, with ``A`` the symmetric adjacency matrix of the
+    kNN graph (``A_ij = 1`` when ``j`` is among the ``k`` nearest of ``i`` or ``i`` among
+    those of ``j``, so every edge counts twice, as in the authors' code), plus this
+    toolkit's ``centre_weight * sum_i |u_i - c_i|^2 / N`` when the displacements ``c_i``
+    to the supervoxels' centres in the moving scan are given.
 
     Parameters
     ----------
@@ -762,8 +927,7 @@ def align_keypoints(fixed_features, moving_features, points, graph: KeypointGrap
     table = channels_last(moving_features.float())
     start = torch.as_tensor(np.asarray(points), dtype=torch.float32)
     half_extent = torch.tensor([(s - 1) / 2 for s in shape], dtype=torch.float32)
-    neighbours = torch.from_numpy(graph.neighbours).reshape(-1)
-    k = graph.neighbours.shape[1]
+    edges = torch.from_numpy(graph.edges)  # (E, 2): every undirected edge once
     target = fixed_features.float()
 
     u = torch.zeros(n, 3)  # normalised units
@@ -791,8 +955,9 @@ def align_keypoints(fixed_features, moving_features, points, graph: KeypointGrap
         optimiser.zero_grad()
         sampled = sample_features(table, shape, start + u * half_extent)
         data = ((sampled - target) ** 2).mean()
-        differences = u[:, None, :] - u.index_select(0, neighbours).reshape(n, k, 3)
-        regulariser = alpha * (differences ** 2).sum() / n
+        differences = u.index_select(0, edges[:, 0]) - u.index_select(0, edges[:, 1])
+        # the sum over the symmetric adjacency matrix counts each edge twice
+        regulariser = alpha * 2 * (differences ** 2).sum() / n
         centre = centre_weight * (present[:, None] * (u - centre_target) ** 2).sum() / n
         loss = data + centre + regulariser
         loss.backward()
@@ -1014,22 +1179,29 @@ def register(template: Template, moving, cfg, *, output_shape=None,
         Grid of the dense field (e.g. the image grid); default: the supervoxel grid.
     **overrides
         Values that replace ``cfg.adam``'s, e.g. ``alpha=0.1, k=5, iterations=50``
-        (what the notebook's sliders change).
+        (what the notebook's sliders change). Settings that decide the template or the
+        moving scan's features (:data:`TEMPLATE_FIELDS`, :data:`MOVING_FIELDS`) need
+        those computed again: :meth:`slicreg_lite.registration.SlicReg.align` does that.
 
     Returns
     -------
     AdamResult
-    """
-    import dataclasses
 
-    adam = config_section(cfg, AdamConfig)
-    try:
-        adam = dataclasses.replace(adam, **overrides)
-    except TypeError as error:
-        raise ValueError(f"unknown Adam parameter in {sorted(overrides)}; expected some of "
-                         f"{[f.name for f in dataclasses.fields(AdamConfig)]}") from error
-    features, centres = (moving.features, moving.centres) if isinstance(moving, MovingScan) \
-        else (moving, None)
+    Raises
+    ------
+    ValueError
+        If the template or the moving scan was computed with other settings than
+        ``cfg`` and the overrides say.
+    """
+    adam = with_overrides(cfg, overrides)
+    _check_settings("the template", template.settings, adam, TEMPLATE_FIELDS,
+                    "prepare_template(layers, cfg)")
+    if isinstance(moving, MovingScan):
+        _check_settings("the moving scan", moving.settings, adam, MOVING_FIELDS,
+                        "moving_scan(layers, template, cfg)")
+        features, centres = moving.features, moving.centres
+    else:
+        features, centres = moving, None
     if not adam.centre_weight:
         centres = None  # the paper's loss, and its start from zero
     if tuple(features.shape) != tuple(template.features.shape):
@@ -1043,6 +1215,7 @@ def register(template: Template, moving, cfg, *, output_shape=None,
     t = time.perf_counter()
     ratio = _grid_ratio(template.shape, template.feature_shape)
     if centres is not None:  # keypoint -> its supervoxel's centre, in feature-grid voxels
+        # (the keypoints are the supervoxels' centres: AdamConfig insists on it)
         centres = (centres - template.keypoints) * ratio
     moved, losses = align_keypoints(template.keypoint_features(), features,
                                     template.keypoints * ratio, graph,
@@ -1057,6 +1230,17 @@ def register(template: Template, moving, cfg, *, output_shape=None,
     timings["tps"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - start
     return AdamResult(template.keypoints, keypoint_displacement, dense, losses, timings, graph)
+
+
+def _check_settings(what: str, used: dict, adam: AdamConfig, fields: tuple, how: str) -> None:
+    """Refuse to align with settings that ``what`` was not computed with."""
+    differ = sorted(name for name in fields if name in used and used[name] != getattr(adam,
+                                                                                     name))
+    if differ:
+        changes = ", ".join(f"{name} {used[name]!r} -> {getattr(adam, name)!r}"
+                            for name in differ)
+        raise ValueError(f"{what} was computed with other settings ({changes}): compute it "
+                         f"again with {how}, or let SlicReg.align do it")
 
 
 # ----------------------------------------------------------- where is the result unsure?
@@ -1101,7 +1285,7 @@ def centre_spread(template: Template, moving_layers, displacement) -> np.ndarray
     field = np.asarray(resize_displacement(field, template.shape))
     here = np.indices(template.shape, dtype=np.float32)
     partner = here + field
-    centres = template.keypoints.reshape(n_layers, -1, 3)
+    centres = template.centres.reshape(n_layers, -1, 3)
     count = np.zeros(template.shape)
     total = np.zeros((3, *template.shape))  # of the centres relative to the voxel itself,
     squares = np.zeros(template.shape)  # small numbers: the variance does not cancel out

@@ -70,7 +70,12 @@ def decided_by(cfg: Config, data: DataSource, sections: tuple[str, ...] = (), *,
                          f"{[k for k in everything if k != 'name']}")
     content = {"data": data.identity, "grid": everything["grid"]}
     if with_split:
-        content["split"] = json.loads(json.dumps(dataclasses.asdict(data.split)))
+        split = dataclasses.asdict(data.split)
+        # which subjects are held out to choose settings decides no cached result: the
+        # per-subject stages store each subject on its own, and networks learn from the
+        # training subjects only
+        split.pop("validation_ids")
+        content["split"] = json.loads(json.dumps(split))
     content.update({s: everything[s] for s in sections})
     return content
 

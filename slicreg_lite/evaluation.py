@@ -1,13 +1,20 @@
 """Steps 4 and 5: every method of the paper's table on the test scans, and the results.
 
 :func:`evaluate` registers each test scan to the template with every method (no
-registration, the teacher, and Slic-Reg and the regression baseline with DeepLab and UNet
-networks), warps the scan's organ labels onto the template and measures Dice, HD95, the
-smoothness and folding of the field, and the time. On the phantom, whose true
-correspondence is known, it also measures the target registration error at anatomical
-landmarks and the endpoint error of the field inside the body. :func:`findings` turns
-the table into the paper's comparisons, :func:`write_results` writes ``table.md``,
-``results.json``, the figures and the Slic-Reg displacement fields.
+registration, the teacher, Slic-Reg as in the paper and the paper's ablations with DeepLab
+and UNet networks, and this toolkit's extension, the centre fit, in a row of its own),
+warps the scan's organ labels onto the template and measures Dice, HD95, the smoothness
+and folding of the field, and the time. On the phantom, whose true correspondence is
+known, it also measures the target registration error at anatomical landmarks and the
+endpoint error of the field inside the body. A registration whose field folds or
+stretches beyond the limits of :func:`~slicreg_lite.metrics.unreliable_reasons` is
+flagged. :func:`findings` turns the table into the paper's comparisons (and says what the
+extension adds), :func:`write_results` writes ``table.md``, ``results.json``, the figures
+and the displacement fields of Slic-Reg (paper); :func:`from_json` reads ``results.json``
+back.
+
+The settings of every method were chosen on the validation subjects
+(``benchmarks/bench_settings.py``), never on these test subjects.
 
 Labels are used only here, to measure. Scans without labels are still registered, timed
 and their fields written; the table says which rows could not be scored.
@@ -28,27 +35,36 @@ from .metrics import DiceTable, dice_per_label
 from .sources import DataSource, open_source
 from .supervoxels import body_mask
 
-#: The rows of the paper's table that the phantom reproduces, and what computes each:
-#: ``None`` = no registration, ``"teacher"`` = deeds-lite, else (backbone, head). Two
-#: more rows show where accuracy goes between the teacher and Slic-Reg:
-#: ``"keypoints"`` = the teacher's own field read at the keypoints and rebuilt by the
-#: thin-plate spline (what the representation keeps), ``"oracle"`` = Adam on the
-#: teacher's supervoxels of the scan (what a perfect network would give).
-METHODS = {
-    "initial, not registered": None,
-    "deeds-lite teacher (direct)": "teacher",
-    "teacher field at the keypoints + spline": "keypoints",
-    "oracle: Adam on the teacher's supervoxels": "oracle",
-    "3D UNet + regression + RW": ("unet", "regression"),
-    "3D UNet + Slic + Adam": ("unet", "slic"),
-    "3D DeepLab + regression + RW": ("deeplab", "regression"),
-    "Slic-Reg: 3D DeepLab + Slic + Adam": ("deeplab", "slic"),
-}
-SLIC_REG = "Slic-Reg: 3D DeepLab + Slic + Adam"
+SLIC_REG = "Slic-Reg (paper): 3D DeepLab + Slic + Adam"
+CENTRE_FIT = "Slic-Reg + centre fit (this toolkit)"
+UNET_SLIC = "3D UNet + Slic + Adam"
 TEACHER = "deeds-lite teacher (direct)"
 INITIAL = "initial, not registered"
 KEYPOINTS = "teacher field at the keypoints + spline"
-ORACLE = "oracle: Adam on the teacher's supervoxels"
+ORACLE = "oracle: the paper's Adam on the teacher's supervoxels"
+ORACLE_FIT = "oracle: the centre fit on the teacher's supervoxels"
+#: Every row of the table, and what computes it: ``None`` = no registration,
+#: ``"teacher"`` = deeds-lite, ``(backbone, "regression")`` = the regression baseline,
+#: ``(backbone, "slic", alignment)`` = Slic-Reg with the paper's alignment (``"paper"``)
+#: or this toolkit's extension of it (``"centre-fit"``, a row of its own, not the
+#: paper's). The rows named after the paper do what the paper does; the ablations
+#: (UNet, regression) use the paper's alignment. Three more rows measure where accuracy
+#: goes between the teacher and Slic-Reg: ``"keypoints"`` = the teacher's own field read at
+#: the paper alignment's keypoints and rebuilt by the thin-plate spline (what the
+#: representation keeps), ``("oracle", alignment)`` = the alignment on the teacher's
+#: supervoxels of the scan (what a perfect network would give).
+METHODS = {
+    INITIAL: None,
+    TEACHER: "teacher",
+    KEYPOINTS: "keypoints",
+    ORACLE: ("oracle", "paper"),
+    ORACLE_FIT: ("oracle", "centre-fit"),
+    "3D UNet + regression + RW": ("unet", "regression"),
+    UNET_SLIC: ("unet", "slic", "paper"),
+    "3D DeepLab + regression + RW": ("deeplab", "regression"),
+    SLIC_REG: ("deeplab", "slic", "paper"),
+    CENTRE_FIT: ("deeplab", "slic", "centre-fit"),
+}
 #: Columns after the Dice columns. HD95 is averaged over the organs of the summary
 #: column (the four large organs for the BTCV labels, else every label).
 EXTRA_COLUMNS = ("HD95 mm", "std(log J)", "% J<=0", "inference s", "alignment s")
@@ -104,6 +120,10 @@ class Evaluation:
     landmarks : dict
         ``subject_id -> [names]`` of the landmarks the TRE was measured at (the phantom's
         landmarks inside both fields of view).
+    unreliable : dict
+        ``method -> {subject_id: [reasons]}``: registrations whose field folds or
+        stretches beyond :data:`~slicreg_lite.metrics.FOLDING_LIMIT` or
+        :data:`~slicreg_lite.metrics.JACOBIAN_SPREAD_LIMIT`, which the table flags.
     """
 
     dice: DiceTable
@@ -118,6 +138,7 @@ class Evaluation:
     hd95: dict = field(default_factory=dict)
     correspondence: dict = field(default_factory=dict)
     landmarks: dict = field(default_factory=dict)
+    unreliable: dict = field(default_factory=dict)
 
     def add(self, method: str, subject_id, warped, template_labels, displacement=None,
             body=None, inference: float | None = None,
@@ -129,7 +150,7 @@ class Evaluation:
         measured, but not scored. ``truth`` (a :class:`~slicreg_lite.phantom.GroundTruth`)
         adds the target registration error and the endpoint error inside ``body``.
         """
-        from .metrics import hd95_per_label, jacobian_stats
+        from .metrics import hd95_per_label, jacobian_stats, unreliable_reasons
 
         if method not in self.methods:
             self.methods.append(method)
@@ -149,6 +170,9 @@ class Evaluation:
             jacobian = jacobian_stats(displacement, body)
             stats["std_log_jacobian"].append(jacobian["std_log_jacobian"])
             stats["percent_folding"].append(jacobian["percent_folding"])
+            reasons = unreliable_reasons(jacobian)
+            if reasons:
+                self.unreliable.setdefault(method, {})[subject_id] = reasons
         times = self.seconds.setdefault(method, {"inference": [], "alignment": []})
         if inference is not None:
             times["inference"].append(inference)
@@ -248,8 +272,19 @@ class Evaluation:
         return "\n".join(lines + ([""] + notes if notes else []))
 
     def scoring_notes(self) -> list[str]:
-        """Sentences that say which rows (or subjects) could not be scored, and why."""
+        """Sentences that say which rows (or subjects) could not be scored, and why, and
+        which registrations cannot be trusted (their field folds or stretches too much)."""
+        from .metrics import FOLDING_LIMIT, JACOBIAN_SPREAD_LIMIT
+
         notes = []
+        for method in self.methods:
+            flagged = self.unreliable.get(method, {})
+            if flagged:
+                total = len(self.deformation[method]["percent_folding"])
+                notes.append(f"{method}: {len(flagged)} of {total} registrations unreliable "
+                             f"(subjects {list(flagged)}: more than {FOLDING_LIMIT:g}% of the "
+                             f"body's voxels folded, or std(log J) above "
+                             f"{JACOBIAN_SPREAD_LIMIT:g}).")
         for method, ids in self.unscored.items():
             if method not in self.dice.methods:
                 notes.append(f"{method}: not scored, no labels (registered and timed "
@@ -262,18 +297,22 @@ class Evaluation:
         """The results as a JSON-ready dict (the schema of ``results.json``).
 
         ``{"schema": "slicreg_lite.results/1", "preset", "package_version", "data",
-        "template_id", "subject_ids", "columns": [...], "labels": {number: name},
+        "template_id", "subject_ids", "columns": [...], "dice_statistics": {"ddof",
+        "average_mode"} (of :class:`~slicreg_lite.metrics.DiceTable`), "labels": {number: name},
         "methods": {name: {"dice": {column: [mean, std]} or null, "dice_per_subject":
         {id: [one fraction or null per label]}, "hd95_mm": float|null,
         "hd95_per_subject": {id: [mm or null per label]}, "unscored_subjects": [...],
+        "unreliable_subjects": {id: [reasons]},
         "std_log_jacobian": float|null, "percent_folding": float|null,
         "max_percent_folding": float|null, "inference_seconds": float|null,
         "alignment_seconds": float|null, "tre_mm": float|null, "tre95_mm": float|null,
         "epe_mm": float|null, "tre_per_subject": {id: [mm per landmark]},
-        "epe_per_subject": {id: mm}}}, "landmarks": {id: [names]}, **extra}``. Dice values
-        are percentages, per-subject scores fractions (as
-        :func:`~slicreg_lite.metrics.dice_per_label`); the ground truth's values are null
-        where the true correspondence is unknown (any data but the phantom).
+        "epe_per_subject": {id: mm}, "per_registration": {"std_log_jacobian": [...],
+        "percent_folding": [...], "inference_seconds": [...], "alignment_seconds": [...]}}},
+        "landmarks": {id: [names]}, **extra}``. Dice values are percentages, per-subject
+        scores fractions (as :func:`~slicreg_lite.metrics.dice_per_label`); the ground
+        truth's values are null where the true correspondence is unknown (any data but the
+        phantom). :meth:`from_json` reads it back.
         """
         def number(value):
             return None if value is None or not np.isfinite(value) else float(value)
@@ -291,6 +330,8 @@ class Evaluation:
                 "hd95_per_subject": {str(i): [number(v) for v in row] for i, row in
                                      self.hd95.get(method, {}).items()},
                 "unscored_subjects": list(self.unscored.get(method, [])),
+                "unreliable_subjects": {str(i): reasons for i, reasons in
+                                        self.unreliable.get(method, {}).items()},
                 "std_log_jacobian": number(values["std(log J)"]),
                 "percent_folding": number(values["% J<=0"]),
                 "max_percent_folding": number(max(folding)) if folding else None,
@@ -303,15 +344,67 @@ class Evaluation:
                                     self.correspondence.get(method, {}).items()},
                 "epe_per_subject": {str(i): s["epe"] for i, s in
                                     self.correspondence.get(method, {}).items()},
+                "per_registration": {
+                    **{name: [float(v) for v in values] for name, values in
+                       self.deformation[method].items()},
+                    **{f"{part}_seconds": [float(v) for v in values] for part, values in
+                       self.seconds[method].items()}},
             }
         data = open_source(data, cfg)
         return {"schema": RESULTS_SCHEMA, "preset": cfg.name, "package_version": __version__,
                 "data": data.spec, "template_id": data.split.template_id,
                 "subject_ids": list(self.subject_ids), "columns": list(self.dice.columns),
+                "dice_statistics": {"ddof": self.dice.ddof,
+                                    "average_mode": self.dice.average_mode},
                 "labels": {str(n): name for n, name in self.dice.label_names.items()},
                 "methods": methods,
                 "landmarks": {str(i): list(names) for i, names in self.landmarks.items()},
                 **extra}
+
+
+def from_json(content: dict) -> Evaluation:
+    """An evaluation read back from ``results.json`` (:meth:`Evaluation.to_json`): enough
+    for :meth:`Evaluation.to_markdown` and :func:`findings` (not for the figures: the
+    warped labels and the fields are not stored).
+
+    Raises
+    ------
+    ValueError
+        If ``content`` is not of the schema :data:`RESULTS_SCHEMA`.
+    """
+    if content.get("schema") != RESULTS_SCHEMA:
+        raise ValueError(f"results must be of the schema {RESULTS_SCHEMA!r}; got "
+                         f"{content.get('schema')!r}")
+
+    def subject(text):
+        return int(text) if str(text).isdigit() else text
+
+    methods = content["methods"]
+    table = DiceTable.from_dict({**content["dice_statistics"], "labels": content["labels"],
+                                 "methods": {
+        name: {"scores": row["dice_per_subject"]} for name, row in methods.items()
+        if row["dice"] is not None}})
+    result = Evaluation(table, subject_ids=tuple(content["subject_ids"]),
+                        methods=list(methods))
+    for name, row in methods.items():
+        stored = row["per_registration"]
+        result.deformation[name] = {key: list(stored[key]) for key in
+                                    ("std_log_jacobian", "percent_folding")}
+        result.seconds[name] = {part: list(stored[f"{part}_seconds"])
+                                for part in ("inference", "alignment")}
+        result.hd95[name] = {subject(i): np.array([np.nan if v is None else v for v in values])
+                             for i, values in row["hd95_per_subject"].items()}
+        if row["unscored_subjects"]:
+            result.unscored[name] = list(row["unscored_subjects"])
+        if row["unreliable_subjects"]:
+            result.unreliable[name] = {subject(i): reasons for i, reasons in
+                                       row["unreliable_subjects"].items()}
+        if row["tre_per_subject"]:
+            result.correspondence[name] = {
+                subject(i): {"tre": np.array(tre), "epe": row["epe_per_subject"][i]}
+                for i, tre in row["tre_per_subject"].items()}
+    result.landmarks = {subject(i): names for i, names in content["landmarks"].items()}
+    return result
 
 
 def evaluate(cfg: Config, data="phantom", methods=None, *,
@@ -357,6 +450,14 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
                         subject_ids=ids, template_affine=template.affine)
     truth = _ground_truths(cfg, data, ids)
     result.landmarks = {i: truth[i].landmark_names for i in truth}
+    exact = {}  # the template's exact layers prepared for each alignment
+
+    def exact_template(alignment):
+        if alignment not in exact:
+            layers = stages.template_supervoxels(cfg, data, run=run).layers
+            exact[alignment] = adamreg.prepare_template(layers, _adam(cfg, alignment))
+        return exact[alignment]
+
     for method in methods:
         kind = METHODS[method]
         if kind is None:
@@ -364,23 +465,23 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
                 result.add(method, i, subjects[i].labels, fixed_labels, body=body,
                            truth=truth.get(i))
             continue
-        if kind in ("teacher", "keypoints", "oracle"):
+        if kind in ("teacher", "keypoints") or kind[0] == "oracle":
             # the same registration as Teacher.register, cached per subject
             direct = stages.teacher_direct(cfg, data, ids, run=run)
-            # the template's exact layers: its keypoints, and its features for the oracle
-            exact = adamreg.prepare_template(stages.template_supervoxels(cfg, data,
-                                                                         run=run).layers, cfg)
             for i in ids:
                 start = time.perf_counter()
                 if kind == "teacher":
                     field = direct[i].displacement
                     seconds = direct[i].timings["total"]
                 elif kind == "keypoints":
-                    field = adamreg.through_keypoints(exact, direct[i].displacement, cfg,
+                    field = adamreg.through_keypoints(exact_template("paper"),
+                                                      direct[i].displacement, cfg.adam,
                                                       output_shape=template.shape)
                     seconds = time.perf_counter() - start
-                else:
-                    field = adamreg.register_layers(exact, direct[i].layers, cfg,
+                else:  # a perfect network: the supervoxels the teacher carries onto i
+                    alignment = kind[1]
+                    field = adamreg.register_layers(exact_template(alignment),
+                                                    direct[i].layers, _adam(cfg, alignment),
                                                     output_shape=template.shape).displacement
                     seconds = time.perf_counter() - start
                 warped = None if subjects[i].labels is None else \
@@ -388,9 +489,12 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
                 result.add(method, i, warped, fixed_labels, field, body,
                            alignment=seconds, truth=truth.get(i))
             continue
-        backbone, head = kind
-        registration = (SlicReg if head == "slic" else RegressionBaseline).load(
-            cfg, data, backbone=backbone, run=run)
+        backbone, head, *alignment = kind
+        if head == "slic":
+            registration = SlicReg.load(cfg, data, backbone=backbone, run=run,
+                                        alignment=alignment[0])
+        else:
+            registration = RegressionBaseline.load(cfg, data, backbone=backbone, run=run)
         for i in tqdm(ids, desc=method, disable=not run.progress):
             moving = subjects[i]
             registered = registration.register(moving)
@@ -401,6 +505,14 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
             if method == SLIC_REG:
                 result.fields[i] = (registered.displacement, moving.affine)
     return result
+
+
+def _adam(cfg: Config, alignment: str):
+    """The Adam settings of an alignment: the paper's (``cfg.adam``) or the toolkit's
+    centre fit (``cfg.centre_fit``)."""
+    from .registration import ALIGNMENTS
+
+    return getattr(cfg, ALIGNMENTS[alignment])
 
 
 def _ground_truths(cfg: Config, data: DataSource, ids) -> dict:
@@ -414,7 +526,8 @@ def _ground_truths(cfg: Config, data: DataSource, ids) -> dict:
 
 
 def findings(evaluation: Evaluation) -> list[str]:
-    """The paper's comparisons, measured on this evaluation (one sentence each).
+    """The paper's comparisons, measured on this evaluation (one sentence each), and what
+    this toolkit's extension adds (said to be ours).
 
     Each compares the summary Dice (avg(4) for the BTCV organs, else the mean over all
     labels; mean over all subject-organ pairs, in %) or time per registration between two
@@ -448,48 +561,67 @@ def findings(evaluation: Evaluation) -> list[str]:
                 f"interval {mean - half_width:+.1f} to {mean + half_width:+.1f})")
 
     if both(SLIC_REG, TEACHER):
-        lines.append(f"Slic-Reg reaches {100 * average[SLIC_REG] / average[TEACHER]:.0f}% of "
-                     f"the teacher's {column} ({average[SLIC_REG]:.1f} vs "
-                     f"{average[TEACHER]:.1f}).")
+        lines.append(f"Slic-Reg (paper) reaches "
+                     f"{100 * average[SLIC_REG] / average[TEACHER]:.0f}% of the teacher's "
+                     f"{column} ({average[SLIC_REG]:.1f} vs {average[TEACHER]:.1f}).")
+    if both(CENTRE_FIT, SLIC_REG):
+        share = (f", {100 * average[CENTRE_FIT] / average[TEACHER]:.0f}% of the teacher's"
+                 if TEACHER in rows else "")
+        lines.append(f"This toolkit's centre fit (an extension, not in the paper) takes the "
+                     f"same network to {average[CENTRE_FIT]:.1f}{share}: "
+                     f"{paired(CENTRE_FIT, SLIC_REG)} against the paper's alignment.")
     if all(m in rows for m in (TEACHER, KEYPOINTS, ORACLE, SLIC_REG)):
         lines.append(f"Where the {average[TEACHER] - average[SLIC_REG]:.1f} points between "
-                     f"the teacher and Slic-Reg go: "
+                     f"the teacher and Slic-Reg (paper) go: "
                      f"{average[TEACHER] - average[KEYPOINTS]:.1f} to the keypoint + spline "
                      f"representation (the teacher's own field through it: "
                      f"{average[KEYPOINTS]:.1f}), "
                      f"{average[KEYPOINTS] - average[ORACLE]:.1f} to aligning supervoxels "
-                     f"with Adam instead of knowing the keypoints' motion (Adam on the "
-                     f"teacher's supervoxels: {average[ORACLE]:.1f}), "
+                     f"with the paper's Adam instead of knowing the keypoints' motion (Adam on "
+                     f"the teacher's supervoxels: {average[ORACLE]:.1f}), "
                      f"{average[ORACLE] - average[SLIC_REG]:.1f} to the network's mistakes.")
+    if all(m in rows for m in (ORACLE_FIT, CENTRE_FIT)):
+        lines.append(f"With the centre fit, a perfect network (the teacher's supervoxels) "
+                     f"reaches {average[ORACLE_FIT]:.1f}, and the network's mistakes cost "
+                     f"{average[ORACLE_FIT] - average[CENTRE_FIT]:.1f} points.")
     registered = set(evaluation.methods)
     if SLIC_REG in registered and TEACHER in registered:
         slic, teacher = evaluation.extra(SLIC_REG), evaluation.extra(TEACHER)
-        lines.append(f"Its alignment step takes {slic['alignment s']:.2f} s per registration "
-                     f"(+ {slic['inference s']:.2f} s of network inference), "
+        lines.append(f"The paper's alignment step takes {slic['alignment s']:.2f} s per "
+                     f"registration (+ {slic['inference s']:.2f} s of network inference), "
                      f"{teacher['alignment s'] / slic['alignment s']:.0f}x faster than the "
                      f"teacher's {teacher['alignment s']:.1f} s.")
-    for backbone in ("3D DeepLab", "3D UNet"):
-        slic = SLIC_REG if backbone == "3D DeepLab" else "3D UNet + Slic + Adam"
+    for backbone, slic in (("3D DeepLab", SLIC_REG), ("3D UNet", UNET_SLIC)):
         regress = f"{backbone} + regression + RW"
         if both(slic, regress):
-            lines.append(f"{backbone}: supervoxel classification + Adam vs regression + RW "
-                         f"({average[slic]:.1f} vs {average[regress]:.1f}): "
+            lines.append(f"{backbone}: supervoxel classification + the paper's Adam vs "
+                         f"regression + RW ({average[slic]:.1f} vs {average[regress]:.1f}): "
                          f"{paired(slic, regress)}.")
-    if both(SLIC_REG, "3D UNet + Slic + Adam"):
-        lines.append(f"DeepLab vs UNet (both Slic + Adam): "
-                     f"{paired(SLIC_REG, '3D UNet + Slic + Adam')}.")
-    if evaluation.has_truth and all(m in registered for m in (INITIAL, TEACHER, SLIC_REG)):
-        tre = {m: evaluation.extra(m)["TRE mm"] for m in (INITIAL, TEACHER, SLIC_REG)}
-        epe = {m: evaluation.extra(m)["EPE mm"] for m in (TEACHER, SLIC_REG)}
-        lines.append(f"Against the phantom's true correspondence, Slic-Reg leaves its landmarks "
-                     f"{tre[SLIC_REG]:.1f} mm from their true positions (teacher "
-                     f"{tre[TEACHER]:.1f} mm, before registration {tre[INITIAL]:.1f} mm); "
-                     f"its field is {epe[SLIC_REG]:.1f} mm from the true one inside the body "
-                     f"on average (teacher {epe[TEACHER]:.1f} mm).")
-    if SLIC_REG in registered:
-        folding = evaluation.deformation[SLIC_REG]["percent_folding"]
-        lines.append(f"Slic-Reg folds {np.mean(folding):.2f}% of the body's voxels on "
-                     f"average (at most {np.max(folding):.2f}%).")
+    if both(SLIC_REG, UNET_SLIC):
+        lines.append(f"DeepLab vs UNet (both Slic + the paper's Adam): "
+                     f"{paired(SLIC_REG, UNET_SLIC)}.")
+    names = {SLIC_REG: "the paper's alignment", CENTRE_FIT: "the centre fit"}
+    truth_rows = [m for m in names if m in registered]
+    if evaluation.has_truth and truth_rows and all(m in registered
+                                                   for m in (INITIAL, TEACHER)):
+        extra = {m: evaluation.extra(m) for m in (INITIAL, TEACHER, *truth_rows)}
+
+        def each(column, unit=" mm"):
+            return " and ".join(f"{extra[m][column]:.1f}{unit} ({names[m]})"
+                                for m in truth_rows)
+
+        lines.append(f"Against the phantom's true correspondence, the landmarks end "
+                     f"{each('TRE mm')} from their true positions (teacher "
+                     f"{extra[TEACHER]['TRE mm']:.1f} mm, before registration "
+                     f"{extra[INITIAL]['TRE mm']:.1f} mm); inside the body the fields are "
+                     f"{each('EPE mm')} from the true one on average (teacher "
+                     f"{extra[TEACHER]['EPE mm']:.1f} mm).")
+    for method, name in ((SLIC_REG, "Slic-Reg (paper)"), (CENTRE_FIT, "With the centre fit, "
+                                                          "Slic-Reg")):
+        if method in registered:
+            folding = evaluation.deformation[method]["percent_folding"]
+            lines.append(f"{name} folds {np.mean(folding):.2f}% of the body's voxels on "
+                         f"average (at most {np.max(folding):.2f}%).")
     return lines
 
 

@@ -131,19 +131,22 @@ def check_fold(fold) -> str:
 
 
 def check_edge_penalty(edge_penalty) -> str:
-    """Exercise of notebook 04: ``edge_penalty(u, neighbours, alpha)``, the kNN penalty."""
+    """Exercise of notebook 04: ``edge_penalty(u, adjacency, alpha)``, the paper's kNN
+    penalty with a symmetric 0/1 adjacency matrix."""
     rng = np.random.default_rng(5)
     u = rng.normal(size=(30, 3))
-    neighbours = np.stack([rng.choice(np.delete(np.arange(30), i), 4, replace=False)
-                           for i in range(30)])
+    adjacency = np.triu(rng.random((30, 30)) < 0.2, 1)
+    adjacency = (adjacency | adjacency.T).astype(float)
 
-    def reference(u, neighbours, alpha):
-        return alpha * ((u[:, None, :] - u[neighbours]) ** 2).sum() / len(u)
+    def reference(u, adjacency, alpha):
+        return alpha * (((u[:, None, :] - u[None, :, :]) ** 2).sum(-1) * adjacency).sum() \
+            / len(u)
 
-    return _verdict(edge_penalty, [(u, neighbours, 0.1), (u, neighbours[:, :2], 2.0)],
+    return _verdict(edge_penalty, [(u, adjacency, 0.1), (u[:10], adjacency[:10, :10], 2.0)],
                     reference,
-                    "u[neighbours] has shape (N, k, 3): subtract it from u[:, None, :], "
-                    "square, sum everything, times alpha, divided by N")
+                    "u[:, None, :] - u[None, :, :] has shape (N, N, 3): square it and sum the "
+                    "last axis (the squared distance of every pair), multiply by the "
+                    "adjacency, sum everything, times alpha, divided by N")
 
 
 # ----------------------------------------------------------------------- 05 evaluation

@@ -13,7 +13,9 @@ Small composable modules, assembled by :func:`build_model`:
 - :class:`UNetBackbone3d`: a compact 3D UNet of similar size for the ablation; also
   returns 152 channels at half resolution, so both feed the same heads.
 - :class:`SupervoxelHead`: 16 groups (one per supervoxel layer) giving 16 x 128 logits per
-  voxel; :class:`RegressionHead`: a 3D displacement per voxel.
+  voxel (the authors' code has 16 groups too, but reads each layer's 128 classes across
+  all of them; one group per layer is this toolkit's reading); :class:`RegressionHead`: a
+  3D displacement per voxel.
 
 Input: ``(B, 1, D, H, W)`` CT intensities divided by 500, every size divisible by 4.
 Output: at half the input resolution, ``(B, 16, 128, D/2, H/2, W/2)`` logits or

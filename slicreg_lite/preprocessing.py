@@ -10,8 +10,9 @@ the method sees them, :func:`to_grid` brings each onto the grid of the preset
    trilinear with Gaussian anti-aliasing for the image (-1000 HU outside), nearest
    neighbour for labels (:func:`slicreg_lite.spatial.resample_to_spacing`).
 3. **Crop or pad** to the preset's shape around the centre of mass of the soft tissue
-   (:func:`soft_tissue_centre`), as the paper does (-1000 HU and label 0 where the box
-   leaves the scan).
+   (:func:`soft_tissue_centre`), as the paper does ("centre-mass alignment"; -1000 HU and
+   label 0 where the box leaves the scan, which is this toolkit's choice: the paper does
+   not say what it pads with).
 
 No affine pre-alignment is done: that is what makes the paper's task hard. A scan that is
 already on the grid (the preset's shape and voxel size, RAS+), such as the paper's

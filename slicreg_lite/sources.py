@@ -281,8 +281,9 @@ def _open_phantom(cfg: Config) -> DataSource:
 
 
 def _open_bcv(root: Path, cfg: Config, split_file) -> DataSource:
-    files = bcv_files(root, cfg.split.all_ids)
-    split = cfg.split
+    # the paper's split; the phantom's validation subjects do not exist among real scans
+    split = dataclasses.replace(cfg.split, validation_ids=())
+    files = bcv_files(root, split.all_ids)
     if split_file is not None:
         split, _ = _apply_split_file(split_file, files, split)
     return _file_source("bcv", root, files, split, dict(BTCV_LABELS), cfg, extra=[split_file])
@@ -355,9 +356,11 @@ def _with_template(source: DataSource, template) -> DataSource:
     template = _match_id(split.all_ids, template, f"template (data {source.spec!r})")
     test = split.test_ids if template in split.test_ids else (*split.test_ids, template)
     train = tuple(i for i in split.train_ids if i != template)
+    validation = tuple(i for i in split.validation_ids if i != template)
     if not train:
         raise ValueError(f"template {template!r} was the only training scan; choose another")
-    return dataclasses.replace(source, split=SplitConfig(train, tuple(test), template))
+    return dataclasses.replace(source, split=SplitConfig(train, tuple(test), template,
+                                                         validation))
 
 
 def _file_source(kind: str, root: Path, files: dict, split: SplitConfig, labels, cfg: Config,

@@ -42,7 +42,7 @@ import numpy as np
 
 from .cache import UNREADABLE, per_subject, stage_dir
 from .config import Config, RunSettings
-from .files import atomic_save_npz
+from .files import atomic_save_npz, atomic_write_json
 from .metrics import DiceTable, dice_per_label
 from .sources import DataSource, open_source
 from .spatial import resize
@@ -56,6 +56,8 @@ COHORT_VERSION = 1
 SUPERVOXELS_VERSION = 1
 #: Bump when the teacher (deeds-lite) changes its results.
 TEACHER_VERSION = 3
+#: Bump when the intensity profiles (:mod:`slicreg_lite.domain`) change.
+PROFILES_VERSION = 1
 
 _DEFAULT_RUN = RunSettings()
 
@@ -134,6 +136,36 @@ def cohort(cfg: Config, data="phantom", ids=None, *,
     what = "phantom cohort" if data.kind == "phantom" else f"reading {data.kind} scans"
     return per_subject(ids, paths, _load_subject, jobs, run=run,
                        desc=f"{what} ({cfg.name})")
+
+
+def training_profiles(cfg: Config, data="phantom", *,
+                      run: RunSettings | None = None) -> np.ndarray:
+    """The intensity profiles of the training scans (:mod:`slicreg_lite.domain`), computed
+    once and then read from the cache: what a scan given to a trained network is
+    compared with.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_training, 7)
+    """
+    from .domain import intensity_profile
+
+    data, run = _setup(cfg, data, run)
+    folder = stage_dir(cfg, data, "profiles", (), PROFILES_VERSION)
+    path = folder / "training_profiles.json"
+    if path.exists():
+        try:
+            return np.array(json.loads(path.read_text())["profiles"])
+        except (*UNREADABLE, TypeError) as error:
+            warnings.warn(f"cached profiles {path} are unreadable ({error}); recomputing "
+                          "them", stacklevel=2)
+    ids = data.split.train_ids
+    subjects = cohort(cfg, data, ids, run=run)
+    # the body found from the intensities, as for any scan given later
+    profiles = np.array([intensity_profile(subjects[i].image) for i in ids])
+    atomic_write_json(path, {"subject_ids": [str(i) for i in ids],
+                             "profiles": profiles.tolist()})
+    return profiles
 
 
 # ------------------------------------------------------------------- initial alignment
@@ -449,8 +481,10 @@ def network(cfg: Config, data="phantom", backbone: str = "deeplab", head: str = 
             "the whole pipeline with python -m slicreg_lite run)")
     regression = head == "regression"
     dataset = training_data(cfg, data, displacements=regression, run=run)
-    validation = training_data(cfg, data, data.split.evaluation_ids[:2],
-                               displacements=regression, run=run)
+    # watched during training, never used to choose anything: two validation subjects
+    # (real cohorts have none, and show two test subjects instead)
+    watched = (data.split.validation_ids or data.split.evaluation_ids)[:2]
+    validation = training_data(cfg, data, watched, displacements=regression, run=run)
     torch.manual_seed(cfg.training.seed)
     model = build_model(backbone, head, cfg)
     start = time.perf_counter()

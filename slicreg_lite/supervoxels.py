@@ -276,7 +276,8 @@ def supervoxel_centres(layers) -> np.ndarray:
     """The centre of mass of every foreground supervoxel of every layer.
 
     These are the keypoints of the Adam alignment (step 4): with 16 layers of 127
-    supervoxels, 2032 keypoints (the paper rounds this to "N = 2048 = 16 x 128").
+    supervoxels, 2032 keypoints (the poster's "N=2048 supervoxel centres" counts 16 x 128,
+    background included).
 
     Parameters
     ----------

@@ -404,18 +404,24 @@ class TeacherExplorer:
 
 
 class AdamExplorer:
-    """Re-run the Adam alignment of step 4 live: sliders for alpha, k and iterations.
+    """Re-run the Adam alignment of step 4 live: sliders for alpha, k, iterations and the
+    centre term.
 
-    Each change registers again (the network's features are computed once; Adam,
-    thin-plate spline and warping take well under a second under ``lite``) and updates
-    the overlay, the avg(4) Dice and the folding. The picture shows the template with its
-    organ outlines (solid) and the moving scan's warped outlines (dashed).
+    The sliders start at the alignment's settings (``slicreg.adam``: the paper's loss for
+    ``SlicReg.load(cfg, data)``). ``centre weight`` above 0 adds this toolkit's centre term
+    (not in the paper): each keypoint is also drawn to its supervoxel's centre in the
+    moving scan, taken one by one or, with ``centre fit`` ticked, from one smooth motion
+    fitted to all centres (:func:`~slicreg_lite.adamreg.fit_centres`). Each change
+    registers again (the network's prediction is computed once; Adam, thin-plate spline
+    and warping take well under a second under ``lite``) and updates the overlay, the
+    avg(4) Dice and the folding. The picture shows the template with its organ outlines
+    (solid) and the moving scan's warped outlines (dashed).
 
     Parameters
     ----------
     slicreg : SlicReg
         The registration (:class:`slicreg_lite.registration.SlicReg`): its template and
-        its Adam settings (``slicreg.cfg.adam``) are the starting point.
+        its Adam settings (``slicreg.adam``) are the starting point.
     moving_scan : adamreg.MovingScan
         The moving scan seen through the network (``slicreg.moving_scan(moving.image)``).
     fixed, moving : Subject
@@ -443,52 +449,74 @@ class AdamExplorer:
             raise ValueError(f"fixed and moving must share a grid; got {fixed.shape} and "
                              f"{moving.shape}")
         self.slicreg, self.moving_scan, self.axis = slicreg, moving_scan, axis
-        cfg = slicreg.cfg
-        template = slicreg.template
+        adam = slicreg.adam
         self.fixed, self.moving = fixed, moving
-        n_points = len(template.keypoints)
-        self.alpha = _step_slider("alpha", (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10),
-                                  cfg.adam.alpha)
-        self.k = w.IntSlider(value=cfg.adam.k, min=1, max=min(24, n_points - 1),
+        n_points = len(slicreg.template.keypoints)
+        self.alpha = _step_slider("alpha", (0.001, 0.003, 0.015, 0.05, 0.15, 0.5, 1.5, 5),
+                                  adam.alpha)
+        self.k = w.IntSlider(value=adam.k, min=1, max=min(24, n_points - 1),
                              description="k", continuous_update=False)
-        self.iterations = w.IntSlider(value=cfg.adam.iterations, min=5, max=300, step=5,
+        self.iterations = w.IntSlider(value=adam.iterations, min=5, max=300, step=5,
                                       description="iterations", continuous_update=False)
+        self.centre_weight = _step_slider("centre weight", (0, 1, 3, 10, 30),
+                                          adam.centre_weight)
+        # the centre term needs the keypoints at the supervoxels' centres
+        self.centre_weight.disabled = adam.keypoints != "centres"
+        self.centre_fit = w.Checkbox(value=bool(adam.centre_fit_step), description="centre fit",
+                                     disabled=self.centre_weight.disabled)
         self.slice = _slice_slider(fixed.shape[axis])
         self.info = w.HTML()
         self.output = _image_widget()
         self.figure, self.ax = _new_figure()
         self._registered_with = None  # the slider values of self.result
         self.live = _live(self, background)
-        for control in (self.alpha, self.k, self.iterations, self.slice):
+        for control in (self.alpha, self.k, self.iterations, self.centre_weight,
+                        self.centre_fit, self.slice):
             control.observe(self.live.request, names="value")
         self.widget = w.VBox([w.HBox([self.alpha, self.k]), w.HBox([self.iterations,
                                                                       self.slice]),
+                              w.HBox([self.centre_weight, self.centre_fit]),
                               self.info, self.output])
         self.update()
 
+    def settings(self) -> dict:
+        """The Adam settings the controls say (overrides of ``slicreg.adam``)."""
+        fit_step = self.slicreg.adam.centre_fit_step or self.slicreg.cfg.centre_fit.centre_fit_step
+        centre_fit = bool(self.centre_fit.value) and self.centre_weight.value > 0
+        return {"alpha": float(self.alpha.value), "k": int(self.k.value),
+                "iterations": int(self.iterations.value),
+                "centre_weight": float(self.centre_weight.value),
+                "centre_fit_step": fit_step if centre_fit else 0,
+                "centre_stretch": centre_fit and self.slicreg.cfg.centre_fit.centre_stretch}
+
     def update(self, change=None) -> None:
-        """Register again if alpha, k or iterations changed, then redraw."""
-        settings = (float(self.alpha.value), int(self.k.value), int(self.iterations.value))
+        """Register again if a setting changed, then redraw."""
+        settings = self.settings()
         if settings != self._registered_with:
-            self.register(*settings)
+            self.register(**settings)
         self.draw()
 
-    def register(self, alpha: float, k: int, iterations: int) -> None:
-        """Align with these settings; the Dice and folding of the result."""
+    def register(self, **settings) -> None:
+        """Align with these settings (overrides of ``slicreg.adam``); the Dice and folding
+        of the result."""
         from .config import LARGE_ORGANS
         from .metrics import average_dice, dice_per_label, jacobian_stats
         from .spatial import warp_labels
 
-        self.info.value = _busy_text(f"registering with alpha {alpha:g}, k {k}, "
-                                     f"{iterations} iterations")
-        self.result = self.slicreg.align(self.moving_scan, alpha=alpha, k=k,
-                                         iterations=iterations)
-        self._registered_with = (alpha, k, iterations)
+        described = (f"alpha {settings.get('alpha', self.slicreg.adam.alpha):g}, k "
+                     f"{settings.get('k', self.slicreg.adam.k)}, "
+                     f"{settings.get('iterations', self.slicreg.adam.iterations)} iterations")
+        if settings.get("centre_weight"):
+            described += (f", centre weight {settings['centre_weight']:g}"
+                          + (" (fitted)" if settings.get("centre_fit_step") else ""))
+        self.info.value = _busy_text(f"registering with {described}")
+        self.result = self.slicreg.align(self.moving_scan, **settings)
+        self._registered_with = settings
         self.warped = warp_labels(self.moving.labels, self.result.displacement)
         self.dice = average_dice(dice_per_label(self.warped, self.fixed.labels), LARGE_ORGANS)
         self.folding = jacobian_stats(self.result.displacement)["percent_folding"]
-        self.info.value = (f"alpha {alpha:g}, k {k}, {iterations} iterations: avg(4) Dice "
-                           f"{100 * self.dice:.1f}%, folding {self.folding:.2f}% of voxels "
+        self.info.value = (f"{described}: avg(4) Dice {100 * self.dice:.1f}%, folding "
+                           f"{self.folding:.2f}% of voxels "
                            f"({self.result.timings['total']:.2f} s)")
 
     def draw(self, change=None) -> None:

@@ -1,5 +1,7 @@
 """Step 4: keypoint graph, features, Adam alignment and thin-plate-spline extrapolation."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from slicreg_lite.spatial import voxel_to_normalised
 
 SHAPE = (32, 28, 36)  # the smoke supervoxel grid
 CFG = get_config("smoke")
+FIT = CFG.centre_fit  # this toolkit's centre fit (the paper's alignment is CFG.adam)
 
 
 def voronoi_layers(shift=(0.0, 0.0, 0.0), n_layers=2, seed=0):
@@ -38,6 +41,11 @@ def template_layers():
 @pytest.fixture(scope="module")
 def template(template_layers):
     return adamreg.prepare_template(template_layers, CFG)
+
+
+@pytest.fixture(scope="module")
+def fit_template(template_layers):
+    return adamreg.prepare_template(template_layers, FIT)
 
 
 def test_template_has_a_keypoint_per_supervoxel(template, template_layers):
@@ -118,26 +126,48 @@ def test_known_translation_is_recovered_from_given_layers(template):
         adamreg.register_layers(template, voronoi_layers(shift)[:1], CFG)
 
 
+@pytest.mark.parametrize("trust_the_edge", [False, True])
+def test_supervoxels_cut_by_the_scans_edge_do_not_bend_the_fitted_motion(
+        template_layers, monkeypatch, trust_the_edge):
+    """Shifted by 5 voxels, the body leaves the scan: the cut supervoxels' visible
+    centres lie too far inside. They are left out, and the fit reads the shift at every
+    keypoint; taken at face value (as before), they squeeze the motion at the edge."""
+    template = adamreg.prepare_template(template_layers, FIT)
+    shift = np.array([5.0, 0.0, 0.0])
+    moving_layers = voronoi_layers(shift)
+    assert adamreg.cut_by_the_edge(moving_layers, 127).any()
+    if trust_the_edge:
+        monkeypatch.setattr(adamreg, "cut_by_the_edge",
+                            lambda layers, n: np.zeros((len(layers), n), bool))
+    moving = adamreg.moving_scan(moving_layers, template, FIT)
+    error = np.abs(moving.centres - template.centres - shift).max()
+    assert (error > 1.0) if trust_the_edge else (error < 0.5), error
+
+
 @pytest.mark.parametrize("fit_step", [0, 4])
 def test_a_translation_is_read_from_the_supervoxel_centres(template_layers, fit_step):
     """Every keypoint's guess from the moving scan's supervoxel centres (each its own, or
     fitted all at once) is the shift itself, and Adam, starting there and drawn to it,
     stays on it."""
-    cfg = CFG.with_updates(adam={"centre_fit_step": fit_step})
+    cfg = dataclasses.replace(FIT, centre_fit_step=fit_step)
     template = adamreg.prepare_template(template_layers, cfg)
     assert (template.centre_fit is None) == (fit_step == 0)
     shift = np.array([1.0, -2.0, 2.0])  # whole voxels: the cells move exactly
     moving = adamreg.moving_scan(voronoi_layers(shift), template, cfg)
     assert moving.centres.shape == template.keypoints.shape
-    np.testing.assert_allclose(moving.centres - template.keypoints,
-                               np.broadcast_to(shift, template.keypoints.shape), atol=1e-3)
-    result = adamreg.register(template, moving, CFG)
+    # the supervoxels that the shift pushes against the scan's edge have no centre of
+    # their own (NaN); the fit gives them one
+    known = np.isfinite(moving.centres).all(1)
+    assert known.all() if fit_step else 0.8 < known.mean() < 1
+    np.testing.assert_allclose(moving.centres[known] - template.keypoints[known],
+                               np.broadcast_to(shift, (known.sum(), 3)), atol=1e-3)
+    result = adamreg.register(template, moving, cfg)
     np.testing.assert_allclose(np.median(result.keypoint_displacement, axis=0), shift,
                                atol=0.2)
     assert np.abs(result.keypoint_displacement - shift).max() < 1.0
     assert set(result.losses) == {"total", "data", "regulariser", "centres"}
     with pytest.raises(ValueError, match="supervoxel grid"):
-        adamreg.moving_scan(voronoi_layers(shift)[:, ::2], template, CFG)
+        adamreg.moving_scan(voronoi_layers(shift)[:, ::2], template, cfg)
 
 
 @pytest.mark.parametrize("smoothing", [0.01, 100.0])
@@ -146,7 +176,7 @@ def test_fitted_centres_follow_a_scaling_however_smooth_the_fit(template_layers,
     body 10% larger is read at every keypoint even with a very smooth fit."""
     from slicreg_lite.supervoxels import label_centres
 
-    cfg = CFG.with_updates(adam={"centre_fit_step": 4, "centre_fit_smoothing": smoothing})
+    cfg = dataclasses.replace(FIT, centre_fit_smoothing=smoothing)
     template = adamreg.prepare_template(template_layers, cfg)
     centre, scale = (np.array(SHAPE) - 1) / 2, 1.1
     grid = np.indices(SHAPE, dtype=np.float64).transpose(1, 2, 3, 0)
@@ -158,9 +188,8 @@ def test_fitted_centres_follow_a_scaling_however_smooth_the_fit(template_layers,
     assert np.linalg.norm(fitted - truth, axis=1).mean() < 0.3
 
 
-def test_fit_centres_refuses_centres_of_another_shape(template_layers):
-    cfg = CFG.with_updates(adam={"centre_fit_step": 4})
-    template = adamreg.prepare_template(template_layers, cfg)
+def test_fit_centres_refuses_centres_of_another_shape(fit_template):
+    template = fit_template
     with pytest.raises(ValueError, match="moving_centres must have shape"):
         adamreg.fit_centres(template.centre_fit, np.zeros((1, 127, 3)))
     # no supervoxel found at all: nothing to fit, every keypoint unknown
@@ -170,18 +199,19 @@ def test_fit_centres_refuses_centres_of_another_shape(template_layers):
 
 @given(factor=st.floats(0.25, 4.0))
 @settings(max_examples=10, deadline=None)
-def test_a_uniform_stretch_needs_no_correction(template, factor):
+def test_a_uniform_stretch_needs_no_correction(fit_template, factor):
     """Every supervoxel grown by the same factor: the stretch map is flat inside the body,
     so each supervoxel's stretch-weighted centre is its plain centre."""
     from slicreg_lite.supervoxels import label_sizes
 
     sizes = label_sizes(voronoi_layers(), 127) * factor
-    correction = adamreg.stretch_correction(template.centre_fit, sizes)
+    correction = adamreg.stretch_correction(fit_template.centre_fit, sizes)
     assert correction.shape == (2, 127, 3)
     np.testing.assert_allclose(correction, 0, atol=1e-9)
 
 
-def test_the_stretch_correction_brings_centres_to_the_mean_motion(template, template_layers):
+def test_the_stretch_correction_brings_centres_to_the_mean_motion(fit_template,
+                                                                  template_layers):
     """A motion along one axis that stretches and squeezes in waves of 12 voxels (the
     Jacobian between 0.4 and 1.6, as in an inter-patient field): a supervoxel's centre in
     the moving scan leans towards its stretched side. Corrected, the centres lie nearer
@@ -189,6 +219,7 @@ def test_the_stretch_correction_brings_centres_to_the_mean_motion(template, temp
     the fitted keypoints nearer their true positions."""
     from slicreg_lite.supervoxels import label_centres, label_sizes
 
+    template = fit_template
     period, amplitude = 12.0, 0.6 * 12.0 / (2 * np.pi)
 
     def motion(x):
@@ -221,12 +252,14 @@ def test_the_stretch_correction_brings_centres_to_the_mean_motion(template, temp
         adamreg.stretch_correction(template.centre_fit, np.ones((1, 127)))
 
 
-def test_supervoxels_missing_from_the_moving_scan_follow_their_neighbours(template):
+def test_supervoxels_missing_from_the_moving_scan_follow_their_neighbours(template_layers):
+    cfg = dataclasses.replace(FIT, centre_fit_step=0)  # each supervoxel's own centre
+    template = adamreg.prepare_template(template_layers, cfg)
     shift = np.array([0.0, 2.0, -1.0])
-    moving = adamreg.moving_scan(voronoi_layers(shift), template, CFG)
+    moving = adamreg.moving_scan(voronoi_layers(shift), template, cfg)
     lost = np.arange(0, len(moving.centres), 5)
     moving.centres[lost] = np.nan  # as if the network never predicted these labels
-    result = adamreg.register(template, moving, CFG)
+    result = adamreg.register(template, moving, cfg)
     assert np.isfinite(result.keypoint_displacement).all()
     np.testing.assert_allclose(np.median(result.keypoint_displacement[lost], axis=0), shift,
                                atol=0.2)
@@ -382,3 +415,82 @@ def test_centre_spread_grows_where_the_layers_disagree(template, template_layers
     assert np.nanmean(confused[inside]) > 2 * np.nanmean(agreeing[inside])
     with pytest.raises(ValueError, match="moving_layers must have shape"):
         adamreg.centre_spread(template, template_layers[:, ::2], zero)
+
+
+def seed_loop(fixed, features, points, adjacency, *, lr, alpha, iterations):
+    """The poster's ``adam_optim``, written as it is there: a flow in grid_sample's
+    normalised coordinates, MSE of the sampled features, ``alpha * (pdist(flow) *
+    weight).sum() / N`` with ``weight`` the kNN graph's adjacency."""
+    n, shape = len(points), features.shape[1:]
+    half = torch.tensor([(s - 1) / 2 for s in shape], dtype=torch.float32)
+    kpts_fixed = (torch.as_tensor(points, dtype=torch.float32) / half - 1).flip(-1)
+    weight = torch.as_tensor(adjacency, dtype=torch.float32)
+    flow = torch.zeros(n, 3, requires_grad=True)
+    optimizer = torch.optim.Adam([flow], lr=lr)
+    losses = []
+    for _ in range(iterations):
+        optimizer.zero_grad()
+        kpts_moving = kpts_fixed + flow
+        feat_kpts_moving = F.grid_sample(features[None], kpts_moving.view(1, 1, 1, -1, 3),
+                                         align_corners=True, padding_mode="border")
+        feat_kpts_moving = feat_kpts_moving.view(-1, n).T
+        data_loss = F.mse_loss(feat_kpts_moving, fixed)
+        pdist = ((flow[:, None, :] - flow[None, :, :]) ** 2).sum(-1)  # squared distances
+        reg_loss = (pdist * weight).sum() / n
+        loss = data_loss + alpha * reg_loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return (flow.detach().flip(-1) * half).numpy(), losses
+
+
+def test_the_paper_alignment_minimises_the_posters_loss():
+    """align_keypoints with the paper's settings is the poster's adam_optim: the same loss
+    at every iteration and the same keypoint motion (built here by hand, as there)."""
+    rng = np.random.default_rng(3)
+    shape = (9, 8, 10)
+    features = F.avg_pool3d(torch.rand(1, 6, *shape, generator=torch.Generator().manual_seed(3)),
+                            3, stride=1, padding=1)[0]
+    points = rng.uniform(1, np.array(shape) - 2, (40, 3))
+    fixed = adamreg.sample_features(adamreg.channels_last(features), shape,
+                                    torch.as_tensor(points + [0.7, -0.4, 0.5]).float())
+    paper = get_config("lite").adam
+    graph = adamreg.keypoint_graph(points, paper.k)
+    ours, losses = adamreg.align_keypoints(fixed, features, points, graph,
+                                           learning_rate=paper.learning_rate,
+                                           alpha=paper.alpha, iterations=30)
+    theirs, their_losses = seed_loop(fixed, features, points, graph.adjacency(),
+                                     lr=paper.learning_rate, alpha=paper.alpha,
+                                     iterations=30)
+    np.testing.assert_allclose(losses["total"], their_losses, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(ours, theirs, atol=1e-3)
+    # every edge of the kNN graph, in both directions: A is symmetric with k..2k per row
+    adjacency = graph.adjacency()
+    np.testing.assert_array_equal(adjacency, adjacency.T)
+    assert (adjacency.sum(1) >= paper.k).all() and not adjacency.diagonal().any()
+
+
+def test_block_folding_keeps_neighbouring_numbers_apart():
+    """The authors' folding: inside a block of 16 consecutive class numbers every channel
+    is used once, so neighbours share a channel only across a block's border."""
+    folding = adamreg.fold_permutation(4, 128, 16, seed=1, scheme="blocks")
+    for layer in folding:
+        for block in layer.reshape(8, 16):
+            assert sorted(block.tolist()) == list(range(16))
+    inside = [(layer[c] == layer[c + 1]) for layer in folding for c in range(127)
+              if (c + 1) % 16]
+    assert not any(inside)
+    with pytest.raises(ValueError, match="scheme must be"):
+        adamreg.fold_permutation(1, 128, 16, seed=1, scheme="diagonal")
+
+
+def test_random_keypoints_lie_inside_the_supervoxels_on_every_second_voxel(template_layers):
+    cfg = dataclasses.replace(CFG.adam, keypoints="random", n_keypoints=100)
+    template = adamreg.prepare_template(template_layers, cfg)
+    assert template.keypoints.shape == (100, 3)
+    assert template.centres.shape == (2 * 127, 3)  # the supervoxels' centres, still
+    index = template.keypoints.astype(int)
+    assert (template.keypoints % 2 == 0).all()
+    assert (template_layers[0][tuple(index.T)] > 0).all()
+    again = adamreg.prepare_template(template_layers, cfg)
+    np.testing.assert_array_equal(template.keypoints, again.keypoints)  # seeded

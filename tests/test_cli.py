@@ -79,7 +79,8 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
                 assert math.isfinite(float(cell))
         assert (cells[10] != "-") == registered  # the alignment time
         assert (cells[9] != "-") == (registered and "teacher" not in method)  # inference
-    assert "Slic-Reg reaches" in printed and "faster than the teacher" in printed
+    assert "Slic-Reg (paper) reaches" in printed and "faster than the teacher" in printed
+    assert "This toolkit's centre fit (an extension, not in the paper)" in printed
     # the decomposition rows: where accuracy goes between the teacher and Slic-Reg
     assert "to the keypoint + spline representation" in printed
 
@@ -96,10 +97,10 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
     assert list(results["methods"]) == list(evaluation.METHODS)
     for method, entry in results["methods"].items():
         assert set(entry) == {"dice", "dice_per_subject", "hd95_mm", "hd95_per_subject",
-                              "unscored_subjects", "std_log_jacobian", "percent_folding",
-                              "max_percent_folding", "inference_seconds",
+                              "unscored_subjects", "unreliable_subjects", "std_log_jacobian",
+                              "percent_folding", "max_percent_folding", "inference_seconds",
                               "alignment_seconds", "tre_mm", "tre95_mm", "epe_mm",
-                              "tre_per_subject", "epe_per_subject"}
+                              "tre_per_subject", "epe_per_subject", "per_registration"}
         assert all(len(entry["tre_per_subject"][str(i)]) == len(results["landmarks"][str(i)])
                    > 5 for i in SMOKE.split.evaluation_ids)
         assert entry["tre_mm"] > 0 and entry["epe_mm"] > 0
@@ -119,6 +120,12 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
     assert "true correspondence" in printed
     fields = sorted(p.name for p in (out / "fields").iterdir())
     assert fields == [f"subject{i:04d}.nii.gz" for i in SMOKE.split.evaluation_ids]
+    # results.json reads back to the same table and findings (what the README quotes)
+    stored = evaluation.from_json(results)
+    assert stored.to_markdown() in (out / "table.md").read_text()
+    assert all(f"- {line}" in printed for line in evaluation.findings(stored))
+    with pytest.raises(ValueError, match="schema"):
+        evaluation.from_json({**results, "schema": "other/1"})
 
 
 def results_without_times(printed: str) -> dict:
@@ -142,9 +149,9 @@ def write_learn2reg_description(folder: Path, split) -> None:
         "name": "AbdomenCTCT", "tensorImageSize": {"0": "3D"},
         "labels": {"0": {"0": "background",
                          **{str(n): name for n, name in enumerate(LABEL_NAMES, start=1)}}},
-        "numTraining": len(split.all_ids),
+        "numTraining": len(split.train_ids) + len(split.test_ids),
         "training": [{"image": image(i), "label": image(i).replace("images", "labels")}
-                     for i in split.all_ids],
+                     for i in sorted((*split.train_ids, *split.test_ids))],
         "test": [],
         "registration_val": [{"fixed": image(split.template_id), "moving": image(i)}
                              for i in split.evaluation_ids],
@@ -155,7 +162,9 @@ def write_learn2reg_description(folder: Path, split) -> None:
 @pytest.mark.parametrize("layout", ["bcv", "learn2reg"])
 def test_a_run_from_an_exported_folder_gives_the_embedded_table(shared, layout):
     folder = shared["root"] / f"exported-{layout}"
-    subjects = stages.cohort(SMOKE, "phantom", run=QUIET)
+    # the paper's cohort; the phantom's validation subjects are not exported
+    subjects = stages.cohort(SMOKE, "phantom", (*SMOKE.split.train_ids, *SMOKE.split.test_ids),
+                             run=QUIET)
     export_cohort(subjects, folder, layout=layout, split=SMOKE.split)
     if layout == "learn2reg":
         write_learn2reg_description(folder, SMOKE.split)  # our own, not the exporter's
@@ -196,10 +205,10 @@ def test_a_folder_without_labels_is_registered_but_not_scored(shared, capsys):
     rows = {line.split("|")[1].strip(): line for line in printed.splitlines()
             if line.startswith("| ") and "no labels" in line}
     assert list(rows) == list(evaluation.METHODS)
-    assert "Slic-Reg: 3D DeepLab + Slic + Adam: not scored, no labels" in printed
+    assert f"{evaluation.SLIC_REG}: not scored, no labels" in printed
     out = shared["root"] / "out-unlabelled" / "smoke"
     results = json.loads((out / "results.json").read_text())
-    entry = results["methods"]["Slic-Reg: 3D DeepLab + Slic + Adam"]
+    entry = results["methods"][evaluation.SLIC_REG]
     assert entry["dice"] is None and len(entry["unscored_subjects"]) == 3
     assert math.isfinite(entry["percent_folding"]) and entry["alignment_seconds"] > 0
     assert len(list((out / "fields").glob("*.nii.gz"))) == 3
@@ -243,7 +252,8 @@ def test_cli_export_writes_a_layout_that_reads_back(shared, tmp_path, layout):
                               "--layout", layout, "--quiet"])
     assert code == 0 and f"--data {layout}:" in printed
     data = open_source(f"{layout}:{tmp_path / layout}", SMOKE)
-    assert [str(i) for i in data.split.all_ids] == [str(i) for i in SMOKE.split.all_ids] \
+    paper_split = sorted((*SMOKE.split.train_ids, *SMOKE.split.test_ids))
+    assert [str(i) for i in data.split.all_ids] == [str(i) for i in paper_split] \
         or layout == "folder"
     assert str(data.split.template_id) == str(SMOKE.split.template_id) and data.is_btcv
     scan = data.load(data.split.template_id)

@@ -35,9 +35,51 @@ def test_paper_split_and_sizes():
     cfg = get_config("paper")
     assert cfg.grid.shape == (192, 160, 256) and cfg.grid.spacing_mm == 2.0
     assert len(PAPER_TRAIN_IDS) == 20 and len(PAPER_TEST_IDS) == 10
-    assert len(cfg.split.all_ids) == 30 and len(cfg.split.evaluation_ids) == 9
-    assert cfg.adam.learning_rate == 0.05 and cfg.adam.alpha == 0.015
+    assert len(cfg.split.evaluation_ids) == 9 and len(cfg.split.validation_ids) == 9
+    assert len(cfg.split.all_ids) == 39
+    assert cfg.adam.learning_rate == 0.05 and cfg.adam.iterations == 100
     assert cfg.supervoxels.n_layers == 16 and cfg.supervoxels.n_supervoxels == 128
+
+
+@pytest.mark.parametrize("preset", ["smoke", "lite", "paper"])
+def test_validation_and_test_subjects_are_disjoint_from_training_and_each_other(preset):
+    split = get_config(preset).split
+    train, test, validation = (set(ids) for ids in (split.train_ids, split.test_ids,
+                                                     split.validation_ids))
+    assert validation, "every preset holds validation subjects to choose settings on"
+    assert not train & test and not train & validation and not test & validation
+    assert split.template_id in test and split.template_id not in split.evaluation_ids
+    assert set(split.all_ids) == train | test | validation
+    with pytest.raises(ValueError, match="one role only.*test_ids and validation_ids"):
+        dataclasses.replace(split, validation_ids=(split.test_ids[0],))
+
+
+@pytest.mark.parametrize("preset", ["smoke", "lite", "paper"])
+def test_the_paper_row_has_the_papers_loss_and_the_extension_its_centre_fit(preset):
+    """cfg.adam is the paper's alignment (no centre term, Adam's published learning rate
+    and iterations, a published alpha and k); cfg.centre_fit is this toolkit's."""
+    cfg = get_config(preset)
+    assert cfg.adam.is_paper and not cfg.centre_fit.is_paper
+    assert cfg.adam.learning_rate == 0.05
+    assert cfg.adam.iterations == (20 if preset == "smoke" else 100)  # smoke: seconds
+    assert cfg.adam.alpha in (0.015, 0.15) and cfg.adam.k in (5, 8)
+    assert cfg.centre_fit.centre_weight > 0 and cfg.centre_fit.keypoints == "centres"
+    with pytest.raises(ValueError, match="needs adam.keypoints = 'centres'"):
+        cfg.with_updates(centre_fit={"keypoints": "random"})
+    with pytest.raises(ValueError, match="adam.fold must be one of"):
+        cfg.with_updates(adam={"fold": "diagonal"})
+
+
+def test_validation_ids_decide_no_cached_result():
+    """Holding subjects out for choosing settings changes no stage's key, and so neither
+    the cache nor the shipped networks."""
+    from slicreg_lite.sources import open_source
+    from slicreg_lite.weights import network_key
+
+    cfg = get_config("lite")
+    other = cfg.with_updates(split={"validation_ids": (201, 202)})
+    assert network_key(cfg, open_source("phantom", cfg), "deeplab", "slic") == \
+        network_key(other, open_source("phantom", other), "deeplab", "slic")
 
 
 def test_lite_is_the_default_and_the_environment_chooses(monkeypatch):
@@ -54,8 +96,7 @@ def test_unknown_preset_lists_the_valid_ones():
 
 def test_updates_and_frozen():
     cfg = get_config("lite", adam={"alpha": 0.5})
-    assert cfg.adam.alpha == 0.5 and get_config("lite").adam.alpha == 0.1
-    assert get_config("paper").adam.alpha == 0.015  # the paper's value
+    assert cfg.adam.alpha == 0.5 and get_config("lite").adam.alpha != 0.5
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.adam.alpha = 1.0
     with pytest.raises(ValueError, match="unknown field.*'alfa'"):
@@ -69,7 +110,7 @@ def test_a_stage_key_changes_only_with_what_decides_it():
     from slicreg_lite.sources import open_source, short_hash
 
     cfg = get_config("lite")
-    other = cfg.with_updates(adam={"k": 5})
+    other = cfg.with_updates(adam={"k": 7})
     data = open_source("phantom", cfg)
     assert short_hash(decided_by(cfg, data, ("teacher",))) == \
         short_hash(decided_by(other, data, ("teacher",)))

@@ -27,9 +27,10 @@ CASES = {
     "check_fold": (lambda layer, channel_of, n: np.stack([channel_of[layer] == c
                                                           for c in range(n)]).astype(float),
                    lambda layer, channel_of, n: np.stack([layer == c for c in range(n)])),
-    "check_edge_penalty": (lambda u, nb, alpha: alpha * ((u[:, None] - u[nb]) ** 2).sum()
-                           / len(u),
-                           lambda u, nb, alpha: alpha * ((u[:, None] - u[nb]) ** 2).sum()),
+    "check_edge_penalty": (lambda u, a, alpha: alpha * (((u[:, None] - u[None]) ** 2).sum(-1)
+                                                        * a).sum() / len(u),
+                           lambda u, a, alpha: alpha * (((u[:, None] - u[None]) ** 2).sum(-1)
+                                                        * a).sum()),  # forgot the / N
     "check_tre": (target_registration_error,
                   lambda u, fixed, moving, spacing: np.linalg.norm(moving - fixed, axis=1)),
 }

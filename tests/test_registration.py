@@ -40,10 +40,10 @@ def test_one_call_shape_for_every_method(methods, name):
 @pytest.mark.parametrize("name", ["slicreg", "teacher"])
 def test_the_template_onto_itself_stays_put(methods, name):
     template = methods["subjects"][38]
-    # Slic-Reg's features cancel exactly on the template (both sides are the network's
-    # prediction); its centre term trusts the prediction, which the smoke network barely
-    # trained gets wrong, so it is left out here
-    overrides = {"centre_weight": 0.0} if name == "slicreg" else {}
+    # with the template's features taken from the network's prediction on it, Slic-Reg's
+    # features cancel exactly on the template (both sides are the same prediction, which
+    # the smoke network, barely trained, gets wrong)
+    overrides = {"template_features": "network"} if name == "slicreg" else {}
     result = methods[name].register(template, **overrides)
     assert np.abs(result.displacement).mean() < 0.3  # voxels
     scores = dice_per_label(result.warped_labels, template.labels, [1, 2, 3, 6])
@@ -75,3 +75,77 @@ def test_adam_settings_can_be_overridden_per_call(methods):
     assert len(few.details.losses["total"]) == 3
     with pytest.raises(ValueError, match="unknown Adam parameter"):
         slicreg.register(moving, alfa=0.1)
+
+
+#: Every setting that notebook 04's "Try it yourself" changes, with a value it tries.
+NOTEBOOK_OVERRIDES = [{"alpha": 0.015}, {"k": 1}, {"k": 20}, {"pool_kernel": 1},
+                      {"keypoints": "random"}, {"fold": "permutation"},
+                      {"template_features": "network"}, {"centre_weight": 10.0}]
+
+
+def test_notebook_04s_overrides_are_all_tested():
+    """Every ``name=`` that the notebook's "Try it yourself" passes is tested below."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "notebooks" /
+            "04_adam_registration.py").read_text()
+    tried = text[text.index("## Try it yourself"):]
+    named = set(re.findall(r"`(\w+)=", tried)) | set(re.findall(r"\b(\w+)=a\b", tried))
+    tested = {name for override in NOTEBOOK_OVERRIDES for name in override}
+    tested |= {"centre_fit_step", "centre_stretch"}
+    assert named and named <= tested, f"untested overrides: {sorted(named - tested)}"
+
+
+@pytest.mark.parametrize("override", NOTEBOOK_OVERRIDES, ids=lambda o: str(o))
+def test_every_override_of_notebook_04_changes_the_field(methods, override):
+    """The features, keypoints and centre fit are computed again when a setting decides
+    them, so no override is silently ignored."""
+    slicreg = methods["slicreg"]
+    moving_scan = slicreg.moving_scan(methods["subjects"][1].image)
+    default = slicreg.align(moving_scan).displacement
+    changed = slicreg.align(moving_scan, **override).displacement
+    assert np.abs(changed - default).max() > 1e-3
+
+
+def test_the_centre_fit_and_the_stretch_correction_each_change_the_field(methods):
+    slicreg = methods["slicreg"]
+    moving_scan = slicreg.moving_scan(methods["subjects"][1].image)
+    steps = [{"centre_weight": 10.0}, {"centre_weight": 10.0, "centre_fit_step": 8},
+             {"centre_weight": 10.0, "centre_fit_step": 8, "centre_stretch": True}]
+    fields = [slicreg.align(moving_scan, **step).displacement for step in steps]
+    for before, after in zip(fields, fields[1:]):
+        assert np.abs(after - before).max() > 1e-3
+
+
+def test_the_two_alignments_are_the_papers_and_the_toolkits(methods):
+    paper = methods["slicreg"]
+    assert paper.alignment == "paper" and paper.adam == SMOKE.adam and paper.adam.is_paper
+    fit = SlicReg(paper.template_image, paper.layers, paper.model, SMOKE,
+                  alignment="centre-fit")
+    assert fit.adam == SMOKE.centre_fit and fit.template.centre_fit is not None
+    result = fit.register(methods["subjects"][1])
+    assert set(result.details.losses) == {"total", "data", "regulariser", "centres"}
+    with pytest.raises(ValueError, match="alignment must be one of"):
+        SlicReg(paper.template_image, paper.layers, paper.model, SMOKE, alignment="best")
+
+
+def test_a_scan_unlike_the_training_scans_is_flagged_and_a_phantom_scan_is_not(methods):
+    """A phantom scan as a real CT would look to the network (its intensities remapped:
+    less contrast, other fat and bone values, more noise) gets a warning that says what to
+    do instead; the phantom's own scans, test and validation alike, do not."""
+    from slicreg_lite.registration import UntrustedResultWarning
+
+    slicreg = methods["slicreg"]
+    held_out = (*SMOKE.split.evaluation_ids, *SMOKE.split.validation_ids)
+    scans = stages.cohort(SMOKE, "phantom", held_out, run=QUIET)
+    for subject_id in held_out:
+        assert slicreg.check_scan(scans[subject_id].image) == []
+    image = methods["subjects"][1].image
+    real_like = np.where(image > -500, 0.6 * image + 40, image)
+    real_like += np.random.default_rng(0).normal(0, 40, image.shape)
+    with pytest.warns(UntrustedResultWarning, match="unlike the scans the network was "
+                                                    "trained on.*--method teacher"):
+        result = slicreg.register(real_like)
+    assert len(result.warnings) == 1 and "train --data folder:" in result.warnings[0]
+    assert slicreg.register(scans[4]).warnings == []

@@ -107,10 +107,10 @@ def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
     first = (explorer.result, explorer.info.value)
     assert "avg(4) Dice" in first[1] and "folding" in first[1]
     assert explorer.alpha.value == cfg.adam.alpha  # the start is one of the slider's steps
-    explorer.alpha.value = 10.0
+    explorer.alpha.value = 5.0
     assert explorer.live.wait(60)
     assert explorer.result is not first[0]
-    assert explorer.info.value != first[1] and "alpha 10" in explorer.info.value
+    assert explorer.info.value != first[1] and "alpha 5" in explorer.info.value
     # a much stronger regulariser: a smoother keypoint field
     assert (adamreg.edge_differences(explorer.result.keypoint_displacement,
                                      explorer.result.graph)
@@ -177,12 +177,27 @@ def test_the_adam_panel_says_it_is_busy_and_computes_only_the_last_move(subjects
         return align(scan, **settings)
 
     slicreg.align = slow_align
-    explorer.alpha.value = 0.3
+    explorer.alpha.value = 0.5
     time.sleep(0.05)
-    assert explorer.live.busy and "registering with alpha 0.3" in explorer.info.value
-    for alpha in (1.0, 3.0, 0.01):
+    assert explorer.live.busy and "registering with alpha 0.5" in explorer.info.value
+    for alpha in (1.5, 5.0, 0.015):
         explorer.alpha.value = alpha
     gate.set()
     assert explorer.live.wait(60)
-    assert aligned == [0.3, 0.01]
-    assert explorer.info.value.startswith("alpha 0.01,") and "avg(4) Dice" in explorer.info.value
+    assert aligned == [0.5, 0.015]
+    assert explorer.info.value.startswith("alpha 0.015,") and "avg(4) Dice" in explorer.info.value
+
+
+def test_the_adam_panel_starts_at_the_papers_loss_and_offers_the_centre_term(subjects):
+    explorer, _, cfg = adam_panel(subjects)
+    assert explorer.centre_weight.value == 0.0 and not explorer.centre_fit.value
+    paper = explorer.result
+    assert set(paper.losses) == {"total", "data", "regulariser"}  # the paper's loss
+    explorer.centre_weight.value = 10.0
+    assert explorer.live.wait(60)
+    assert "centres" in explorer.result.losses and "centre weight 10" in explorer.info.value
+    own_centres = explorer.result
+    explorer.centre_fit.value = True
+    assert explorer.live.wait(60)
+    assert "(fitted)" in explorer.info.value and explorer.result is not own_centres
+    assert explorer.settings()["centre_fit_step"] == cfg.centre_fit.centre_fit_step
