@@ -99,8 +99,9 @@ plt.show()
 # ## One layer, step by step
 # 1. a small random affine (identity + N(0, 0.05) on the 3 x 4 matrix) moves the
 #    template, so that SLIC's regular grid of seeds lands elsewhere in each layer;
-# 2. scikit-image's 3D SLIC clusters voxels by intensity and position (the paper's
-#    settings: `n_segments=208, compactness=1.5, max_num_iter=5, min_size_factor=0.85`,
+# 2. scikit-image's 3D SLIC clusters voxels by intensity and position (the authors'
+#    settings, from their code: `n_segments=208, compactness=1.5, max_num_iter=5,
+#    min_size_factor=0.85`,
 #    connectivity enforced), inside the mask: a k-means in which voxel $x$ joins the
 #    seed $k$ nearest in
 #    $D(x, k) = \sqrt{(I(x) - I_k)^2 + m^2 \, \|x - x_k\|^2 / S^2}$, with $S$ the seeds'
@@ -188,9 +189,10 @@ plt.show()
 # %% [markdown]
 # ## Keypoints for the registration step
 # The centre of every supervoxel of every layer becomes a keypoint: 16 x 127 = 2032
-# (the paper says N = 2048 = 16 x 128). In notebook 04 these keypoints form a kNN graph
-# and Adam moves each of them to where the predicted supervoxels of a new scan say it
-# belongs.
+# (the poster says "N=2048 supervoxel centres", 16 x 128 counting each layer's
+# background label; the authors' code draws 2048 random voxels inside the supervoxels
+# instead). In notebook 04 these keypoints form a kNN graph and Adam moves each of them
+# to where the predicted supervoxels of a new scan say it belongs.
 
 # %%
 centres = supervoxels.supervoxel_centres(layers)
