@@ -72,7 +72,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import check_points
-from .config import AdamConfig, config_section
+from .config import AdamConfig, config_section, replace_fields
 from .spatial import resize, resize_displacement
 
 
@@ -354,15 +354,7 @@ def with_overrides(cfg, overrides: dict) -> AdamConfig:
         For a name that is not an :class:`~slicreg_lite.config.AdamConfig` field, or a
         value it refuses.
     """
-    import dataclasses
-
-    adam = config_section(cfg, AdamConfig)
-    valid = {f.name for f in dataclasses.fields(AdamConfig)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise ValueError(f"unknown Adam parameter(s) {unknown}; expected some of "
-                         f"{sorted(valid)}")
-    return dataclasses.replace(adam, **overrides) if overrides else adam
+    return replace_fields(config_section(cfg, AdamConfig), overrides, "Adam parameter(s)")
 
 
 @dataclass

@@ -390,14 +390,24 @@ class Config:
             if section == "name" or not hasattr(self, section):
                 raise ValueError(f"unknown config section {section!r}; expected one of "
                                  f"{[f.name for f in dataclasses.fields(self)][1:]}")
-            current = getattr(self, section)
-            valid = {f.name for f in dataclasses.fields(current)}
-            bad = sorted(set(values) - valid)
-            if bad:
-                raise ValueError(f"unknown field(s) {bad} in config section {section!r}; "
-                                 f"expected some of {sorted(valid)}")
-            changes[section] = dataclasses.replace(current, **values)
+            changes[section] = replace_fields(getattr(self, section), values,
+                                              f"field(s) in config section {section!r}")
         return dataclasses.replace(self, **changes)
+
+
+def replace_fields(section, values: dict, what: str = "field(s)"):
+    """A copy of a config section with some values replaced.
+
+    Raises
+    ------
+    ValueError
+        Naming the unknown fields (``"unknown {what} [...]"``) and the valid ones.
+    """
+    valid = {f.name for f in dataclasses.fields(section)}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; expected some of {sorted(valid)}")
+    return dataclasses.replace(section, **values) if values else section
 
 
 
