@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slicreg_lite.adamreg import align_keypoints, channels_last, keypoint_graph, sample_features
+from slicreg_lite.alignment import align_keypoints, channels_last, keypoint_graph, sample_features
 
 
 def reference_align(fixed, features, points, k, *, learning_rate=0.05, alpha=0.15,
@@ -88,17 +88,16 @@ def slider_update():
     import matplotlib
 
     matplotlib.use("Agg")
-    from slicreg_lite import stages
-    from slicreg_lite.config import RunSettings, get_config
-    from slicreg_lite.registration import SlicReg
-    from slicreg_lite.widgets import AdamExplorer
+    from slicreg_lite.core.config import RunSettings, get_config
+    from slicreg_lite.display import AdamExplorer
+    from slicreg_lite.pipeline import load_method, stages
 
     cfg = get_config("lite")
     warnings.simplefilter("ignore")
     quiet = RunSettings(progress=False)
     template_id, moving_id = cfg.split.template_id, cfg.split.evaluation_ids[0]
     subjects = stages.cohort(cfg, "phantom", (template_id, moving_id), run=quiet)
-    slicreg = SlicReg.load(cfg, "phantom", run=quiet)
+    slicreg = load_method(cfg, "phantom", "slicreg", run=quiet)
     moving = subjects[moving_id]
     panel = AdamExplorer(slicreg, slicreg.moving_scan(moving.image), subjects[template_id],
                          moving, background=False)

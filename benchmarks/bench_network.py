@@ -27,9 +27,9 @@ import time
 import numpy as np
 import torch
 
-from slicreg_lite.config import RunSettings, get_config
-from slicreg_lite.networks import build_model
-from slicreg_lite.training import SupervoxelDataset, train
+from slicreg_lite.core.config import RunSettings, get_config
+from slicreg_lite.network.models import build_model
+from slicreg_lite.network.training import SupervoxelDataset, train
 
 
 def forward_seconds(model, shape, repeats: int = 3) -> float:

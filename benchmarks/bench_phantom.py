@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from slicreg_lite import cache, stages
-from slicreg_lite.config import RunSettings, get_config
-from slicreg_lite.phantom import generate_subject
+from slicreg_lite.cohort.phantom import generate_subject
+from slicreg_lite.core.config import RunSettings, get_config
+from slicreg_lite.pipeline import cache, stages
 
 
 def best_of(repeats: int, function) -> float:

@@ -38,19 +38,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slicreg_lite import stages
-from slicreg_lite.config import LARGE_ORGANS, RunSettings, get_config
-from slicreg_lite.metrics import (
+from slicreg_lite.cohort.phantom import ground_truth
+from slicreg_lite.cohort.sources import open_source
+from slicreg_lite.core.config import RunSettings, get_config
+from slicreg_lite.core.labels import BTCV_LABELS
+from slicreg_lite.core.metrics import (
     FOLDING_LIMIT,
-    average_dice,
-    dice_per_label,
-    jacobian_stats,
-    target_registration_error,
+    score_registration,
 )
-from slicreg_lite.phantom import ground_truth
-from slicreg_lite.registration import RegressionBaseline, SlicReg
-from slicreg_lite.sources import open_source
-from slicreg_lite.spatial import warp_labels
+from slicreg_lite.core.spatial import warp_labels
+from slicreg_lite.methods import SlicReg
+from slicreg_lite.pipeline import load_method, stages
 from slicreg_lite.supervoxels import body_mask
 
 #: Each tuned setting: (section, field, candidates); the first candidate is the reference.
@@ -105,12 +103,12 @@ class Validation:
     def score(self, subject_id, field) -> dict:
         """avg(4) Dice (%), folding (%) and mean landmark error (mm) of one registration."""
         moving, truth = self.subjects[subject_id], self.truths[subject_id]
-        dice = dice_per_label(warp_labels(moving.labels, field), self.template.labels)
-        tre = target_registration_error(field, truth.fixed_points, truth.moving_points,
-                                        self.template.spacing)
-        return {"dice": 100 * average_dice(dice, LARGE_ORGANS),
-                "folding": jacobian_stats(field, self.body)["percent_folding"],
-                "tre": float(tre.mean())}
+        scores = score_registration(warp_labels(moving.labels, field), self.template.labels,
+                                    field, label_names=BTCV_LABELS, body=self.body,
+                                    spacing=self.template.spacing, truth=truth, hd95=False)
+        return {"dice": 100 * scores.summary["avg(4)"],
+                "folding": scores.jacobian["percent_folding"],
+                "tre": float(scores.tre_mm.mean())}
 
     def mean_score(self, fields: dict) -> dict:
         """The mean of :meth:`score` over the subjects, from ``subject_id -> field``."""
@@ -215,9 +213,8 @@ def regression_settings(validation: Validation) -> list[bool]:
     print("4. the regression baseline (the shipped DeepLab with the regression head)")
 
     def measure(values):
-        baseline = RegressionBaseline.load(cfg.with_updates(regression=values),
-                                           validation.data, run=validation.run,
-                                           allow_training=False)
+        baseline = load_method(cfg.with_updates(regression=values), validation.data,
+                               "regression", run=validation.run, allow_training=False)
         return validation.mean_score({
             i: baseline.register(validation.subjects[i]).displacement
             for i in validation.ids})
@@ -249,7 +246,7 @@ def main() -> None:
           f"#{validation.data.split.template_id} (preset {cfg.name!r}); mean over subjects\n")
     agree = teacher_settings(validation) if "teacher" in parts else []
     if parts & {"paper", "centre-fit"}:
-        paper = SlicReg.load(cfg, validation.data, run=run, allow_training=False)
+        paper = load_method(cfg, validation.data, "slicreg", run=run, allow_training=False)
         if "paper" in parts:
             print("2. the paper's alignment (Slic-Reg (paper), the shipped DeepLab)")
             agree += alignment_settings(validation, paper, PAPER)

@@ -22,12 +22,15 @@ import dataclasses
 
 import numpy as np
 
-from slicreg_lite import stages
-from slicreg_lite.config import LARGE_ORGANS, RunSettings, get_config
-from slicreg_lite.metrics import average_dice, dice_per_label, jacobian_stats
-from slicreg_lite.phantom import generate_subject
-from slicreg_lite.registration import SlicReg, Teacher
-from slicreg_lite.sources import open_source
+from slicreg_lite.cohort.phantom import generate_subject
+from slicreg_lite.cohort.sources import open_source
+from slicreg_lite.core.config import RunSettings, get_config
+from slicreg_lite.core.labels import BTCV_LABELS
+from slicreg_lite.core.metrics import (
+    score_registration,
+)
+from slicreg_lite.methods import SlicReg, Teacher
+from slicreg_lite.pipeline import load_method, stages
 
 TARGET, STRETCH = 0.9, 0.95
 
@@ -38,10 +41,11 @@ def measure(methods: dict, moving_subjects: dict, template) -> dict:
     for subject in moving_subjects.values():
         for name, method in methods.items():
             registered = method.register(subject)
-            dice = dice_per_label(registered.warped_labels, template.labels)
-            scores[name]["dice"].append(100 * average_dice(dice, LARGE_ORGANS))
-            scores[name]["folding"].append(
-                jacobian_stats(registered.displacement)["percent_folding"])
+            measured = score_registration(registered.warped_labels, template.labels,
+                                          registered.displacement, label_names=BTCV_LABELS,
+                                          hd95=False)
+            scores[name]["dice"].append(100 * measured.summary["avg(4)"])
+            scores[name]["folding"].append(measured.jacobian["percent_folding"])
     return scores
 
 
@@ -56,7 +60,7 @@ def main() -> None:
     ids = data.split.evaluation_ids
     subjects = stages.cohort(cfg, data, (*ids, data.split.template_id), run=run)
     template = subjects[data.split.template_id]
-    paper = SlicReg.load(cfg, data, run=run)
+    paper = load_method(cfg, data, "slicreg", run=run)
     methods = {"teacher": Teacher(template.image, cfg), "Slic-Reg (paper)": paper,
                "+ centre fit (this toolkit)": SlicReg(paper.template_image, paper.layers,
                                                       paper.model, cfg,

@@ -19,9 +19,9 @@ import time
 
 from skimage.segmentation import slic
 
-from slicreg_lite.config import get_config
-from slicreg_lite.phantom import generate_subject
-from slicreg_lite.spatial import resize
+from slicreg_lite.cohort.phantom import generate_subject
+from slicreg_lite.core.config import get_config
+from slicreg_lite.core.spatial import resize
 from slicreg_lite.supervoxels import body_mask, encoding_resolution, merge_to_count, slic_layers
 
 

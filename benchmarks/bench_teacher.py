@@ -25,11 +25,14 @@ import time
 import numpy as np
 import torch
 
-from slicreg_lite import stages
-from slicreg_lite.config import LARGE_ORGANS, RunSettings, get_config
-from slicreg_lite.metrics import average_dice, dice_per_label, jacobian_stats
-from slicreg_lite.spatial import affine_to_displacement, warp_labels
-from slicreg_lite.teacher import discrete, register
+from slicreg_lite.core.config import RunSettings, get_config
+from slicreg_lite.core.labels import BTCV_LABELS
+from slicreg_lite.core.metrics import (
+    score_registration,
+)
+from slicreg_lite.core.spatial import affine_to_displacement, warp_labels
+from slicreg_lite.pipeline import stages
+from slicreg_lite.teacher import grid, reference, register
 from slicreg_lite.teacher.compiled import cost_volume_compiled, tree_belief_propagation_compiled
 from slicreg_lite.teacher.mind import mind_ssc
 
@@ -43,8 +46,8 @@ def timed(function, *args, **kwargs):
 def gather_cost_volume(fixed, moving, spacing, radius, quantisation, offsets):
     """Reference: the same cost volume by gathering feature rows at index arrays."""
     channels, *shape = fixed.shape
-    points, _ = discrete.control_points(shape, spacing)
-    labels = discrete.displacement_labels(radius, quantisation)
+    points, _ = grid.control_points(shape, spacing)
+    labels = grid.displacement_labels(radius, quantisation)
     high = torch.tensor(shape) - 1
     strides = torch.tensor([shape[1] * shape[2], shape[2], 1])
     flat = lambda c: (torch.minimum(c.clamp(min=0), high) * strides).sum(-1)  # noqa: E731
@@ -89,12 +92,14 @@ def main() -> None:
     for i in ids:
         fixed = subjects[i]
         result, seconds = timed(register, fixed.image, template.image, cfg.teacher)
-        dice = [average_dice(dice_per_label(warp_labels(template.labels, field), fixed.labels),
-                             LARGE_ORGANS) * 100
-                for field in (np.zeros_like(result.displacement),
-                              affine_to_displacement(result.affine, fixed.shape),
-                              result.displacement)]
-        folding = jacobian_stats(result.displacement, fixed.body_mask)["percent_folding"]
+        scores = [score_registration(warp_labels(template.labels, field), fixed.labels, field,
+                                     label_names=BTCV_LABELS, body=fixed.body_mask,
+                                     hd95=False)
+                  for field in (np.zeros_like(result.displacement),
+                                affine_to_displacement(result.affine, fixed.shape),
+                                result.displacement)]
+        dice = [100 * s.summary["avg(4)"] for s in scores]
+        folding = scores[2].jacobian["percent_folding"]
         totals.append(seconds)
         afters.append(dice[2])
         print(f"{i:>3d} <- {cfg.split.template_id:<2d} {seconds:8.1f} "
@@ -107,10 +112,10 @@ def main() -> None:
     # design choices against their plain references, on level 1 of the first pair
     spacing, radius, quantisation = (cfg.teacher.grid_spacings[0], cfg.teacher.search_radii[0],
                                      cfg.teacher.quantisations[0])
-    offsets, box = discrete.patch_offsets(spacing)
-    fixed_features = discrete.smooth_features(mind_ssc(subjects[ids[0]].image), box)
-    moving_features = discrete.smooth_features(mind_ssc(template.image), box)
-    strided, strided_seconds = timed(discrete.cost_volume, fixed_features, moving_features,
+    offsets, box = grid.patch_offsets(spacing)
+    fixed_features = grid.smooth_features(mind_ssc(subjects[ids[0]].image), box)
+    moving_features = grid.smooth_features(mind_ssc(template.image), box)
+    strided, strided_seconds = timed(reference.cost_volume, fixed_features, moving_features,
                                      spacing=spacing, radius=radius,
                                      quantisation=quantisation, offsets=offsets)
     gathered, gather_seconds = timed(gather_cost_volume, fixed_features, moving_features,
@@ -130,22 +135,22 @@ def main() -> None:
           f"{strided_seconds / compiled_cost_seconds:.1f}x")
     side = 2 * radius + 1
     costs = strided[:200].numpy().reshape(-1, side, side, side)
-    envelope, envelope_seconds = timed(discrete.distance_transform, costs, 0.1)
+    envelope, envelope_seconds = timed(reference.distance_transform, costs, 0.1)
     brute, brute_seconds = timed(brute_force_message, costs, 0.1)
     assert np.allclose(envelope.reshape(len(costs), -1), brute)
     print(f"messages of 200 nodes with {side ** 3} labels: lower envelope "
           f"{envelope_seconds:.3f} s, brute force {brute_seconds:.3f} s, "
           f"ratio {brute_seconds / envelope_seconds:.1f}x")
 
-    points, grid_shape = discrete.control_points(template.shape, spacing)
-    order, parents = discrete.minimum_spanning_tree(torch.from_numpy(subjects[ids[0]].image),
+    points, grid_shape = grid.control_points(template.shape, spacing)
+    order, parents = grid.minimum_spanning_tree(torch.from_numpy(subjects[ids[0]].image),
                                                     points, grid_shape, spacing)
     weight = cfg.teacher.regularisation * quantisation ** 2 / spacing ** 2
     arguments = (strided.numpy(), order, parents, (side,) * 3, weight)
     tree_belief_propagation_compiled(*arguments)  # compile (cached on disk afterwards)
     compiled, compiled_seconds = timed(tree_belief_propagation_compiled, *arguments)
-    reference, reference_seconds = timed(discrete.tree_belief_propagation, *arguments)
-    assert np.array_equal(compiled, reference)
+    readable, reference_seconds = timed(reference.tree_belief_propagation, *arguments)
+    assert np.array_equal(compiled, readable)
     print(f"belief propagation, level 1 ({len(points)} nodes, {side ** 3} labels): compiled "
           f"{compiled_seconds:.3f} s, NumPy reference {reference_seconds:.3f} s, ratio "
           f"{reference_seconds / compiled_seconds:.1f}x, identical labels")

@@ -45,16 +45,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from slicreg_lite import stages
-from slicreg_lite.config import LARGE_ORGANS, RunSettings, get_config
-from slicreg_lite.metrics import (
-    average_dice,
-    dice_per_label,
+from slicreg_lite.cohort.phantom import ground_truth
+from slicreg_lite.core.config import RunSettings, get_config
+from slicreg_lite.core.labels import BTCV_LABELS, name_labels
+from slicreg_lite.core.metrics import (
     endpoint_error_map,
-    target_registration_error,
+    score_registration,
 )
-from slicreg_lite.phantom import ground_truth
-from slicreg_lite.spatial import resize, warp_image, warp_labels
+from slicreg_lite.core.spatial import resize, warp_image, warp_labels
+from slicreg_lite.pipeline import stages
 from slicreg_lite.supervoxels import body_mask
 from slicreg_lite.teacher import register as deeds_lite
 
@@ -149,18 +148,17 @@ def phantom_pairs(methods: dict, pairs: int, cfg) -> dict:
     for i in ids:
         moving = subjects[i]
         truth = ground_truth(template_id, i, cfg.phantom, cfg.grid)
-        visible = truth.visible & body
         for name, method in methods.items():
             field, seconds = method(template.image, moving.image, moving.labels,
                                     template.affine, cfg)
-            scores = dice_per_label(warp_labels(moving.labels, field), template.labels)
+            scores = score_registration(warp_labels(moving.labels, field), template.labels,
+                                        field, label_names=BTCV_LABELS, spacing=spacing,
+                                        body=body, truth=truth, hd95=False)
             row = rows[name]
-            row["avg4"].append(100 * average_dice(scores, LARGE_ORGANS))
-            row["avg13"].append(100 * average_dice(scores, range(1, 14)))
-            row["tre"].extend(target_registration_error(field, truth.fixed_points,
-                                                        truth.moving_points, spacing))
-            row["epe"].append(endpoint_error_map(field, truth.displacement,
-                                                 spacing)[visible].mean())
+            row["avg4"].append(100 * scores.summary["avg(4)"])
+            row["avg13"].append(100 * scores.summary["avg(13)"])
+            row["tre"].extend(scores.tre_mm)
+            row["epe"].append(scores.epe_mm)
             row["seconds"].append(seconds)
             print(f"  (a) {i:2d} -> {template_id}  {name:<11s} avg(4) {row['avg4'][-1]:5.1f}  "
                   f"{seconds:6.1f} s")
@@ -178,7 +176,7 @@ def known_deformation(shape, spacing_mm: float, seed: int = 0) -> np.ndarray:
 
 
 def ct_case(methods: dict, ct_path: Path, seg_path: Path, cfg) -> dict:
-    from slicreg_lite.nifti import load_nifti
+    from slicreg_lite.cohort.nifti import load_nifti
 
     image, affine = load_nifti(ct_path)
     labels = load_nifti(seg_path)[0].astype(np.int32)
@@ -196,9 +194,9 @@ def ct_case(methods: dict, ct_path: Path, seg_path: Path, cfg) -> dict:
     rows = {}
     for name, method in methods.items():
         field, seconds = method(fixed, image, labels, affine, cfg)
-        scores = dice_per_label(warp_labels(labels.astype(np.int16), field), fixed_labels,
-                                numbers)
-        rows[name] = {"dice": 100 * float(np.nanmean(scores)),
+        scores = score_registration(warp_labels(labels.astype(np.int16), field), fixed_labels,
+                                    label_names=name_labels(numbers), hd95=False)
+        rows[name] = {"dice": 100 * scores.headline,
                       "epe": float(endpoint_error_map(field, truth, spacing)[body].mean()),
                       "seconds": seconds}
         print(f"  (b) {name:<11s} Dice {rows[name]['dice']:5.1f}  {seconds:6.1f} s")

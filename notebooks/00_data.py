@@ -59,11 +59,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from slicreg_lite import config, exercises, layouts, sources, stages, viz
-from slicreg_lite.widgets import SliceViewer
+from slicreg_lite import display as viz
+from slicreg_lite import setup
+from slicreg_lite.cohort import layouts, sources
+from slicreg_lite.core import labels
+from slicreg_lite.display import SliceViewer
+from slicreg_lite.pipeline import stages
+from slicreg_lite.teaching import exercises
 
-cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
-data = sources.open_source(DATA, cfg)
+cfg, data = setup(PRESET, DATA)  # the preset and the scans of the parameters
 print(f"preset {cfg.name!r}: data {data.spec!r} on a grid of {cfg.grid.shape} voxels at "
       f"{cfg.grid.spacing_mm:g} mm")
 
@@ -74,8 +78,8 @@ print(f"preset {cfg.name!r}: data {data.spec!r} on a grid of {cfg.grid.shape} vo
 # as the adrenal glands are very hard to align.
 
 # %% tags=["nbval-check-output"]
-for number, name in enumerate(config.LABEL_NAMES, start=1):
-    marker = "  <- avg(4)" if number in config.LARGE_ORGANS else ""
+for number, name in enumerate(labels.LABEL_NAMES, start=1):
+    marker = "  <- avg(4)" if number in labels.LARGE_ORGANS else ""
     print(f"{number:2d}  {name}{marker}")
 
 # %% [markdown]
@@ -214,7 +218,7 @@ display(viewer.widget)
 # %%
 import tempfile
 
-from slicreg_lite.config import SplitConfig
+from slicreg_lite.core.config import SplitConfig
 
 with tempfile.TemporaryDirectory() as folder:
     few = SplitConfig(train_ids=(shown[2],), test_ids=tuple(shown[:2]), template_id=shown[0])

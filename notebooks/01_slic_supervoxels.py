@@ -55,10 +55,13 @@ from IPython.display import display
 from skimage.measure import label as connected_components
 from skimage.segmentation import slic
 
-from slicreg_lite import config, exercises, stages, supervoxels, viz
-from slicreg_lite.widgets import SupervoxelExplorer
+from slicreg_lite import display as viz
+from slicreg_lite import setup, supervoxels
+from slicreg_lite.display import SupervoxelExplorer
+from slicreg_lite.pipeline import stages
+from slicreg_lite.teaching import exercises
 
-cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
+cfg, data = setup(PRESET, DATA)  # the preset and the scans of the parameters
 params = cfg.supervoxels
 print(f"preset {cfg.name!r}: {params.n_layers} layers of {params.n_supervoxels - 1} "
       f"supervoxels + background on a {params.shape} grid")

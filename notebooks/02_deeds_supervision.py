@@ -53,16 +53,19 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from slicreg_lite import config, exercises, sources, stages, viz
-from slicreg_lite.metrics import DiceTable, average_dice, dice_per_label, jacobian_stats
-from slicreg_lite.spatial import affine_to_displacement, warp_image, warp_labels
+from slicreg_lite import display as viz
+from slicreg_lite import setup
+from slicreg_lite.core.dice_table import DiceTable
+from slicreg_lite.core.metrics import score_registration
+from slicreg_lite.core.spatial import affine_to_displacement, warp_image, warp_labels
+from slicreg_lite.display import TeacherExplorer
+from slicreg_lite.pipeline import stages
 from slicreg_lite.supervoxels import body_mask
-from slicreg_lite.teacher import discrete, register
+from slicreg_lite.teacher import deformable, grid, reference, register
 from slicreg_lite.teacher.mind import mind_ssc
-from slicreg_lite.widgets import TeacherExplorer
+from slicreg_lite.teaching import exercises
 
-cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
-data = sources.open_source(DATA, cfg)
+cfg, data = setup(PRESET, DATA)  # the preset and the scans of the parameters
 split = data.split
 subjects = stages.cohort(cfg, data, (split.train_ids[0], split.template_id))
 fixed, template = subjects[split.train_ids[0]], subjects[split.template_id]
@@ -125,8 +128,9 @@ steps = {"not registered": np.zeros_like(affine_field), "affine": affine_field,
 if labelled:
     table = DiceTable(label_names=label_names)
     for name, field in steps.items():
-        table.add(name, fixed.subject_id, dice_per_label(warp_labels(template.labels, field),
-                                                         fixed.labels, table.labels))
+        scores = score_registration(warp_labels(template.labels, field), fixed.labels,
+                                    label_names=table.label_names, hd95=False)
+        table.add(name, fixed.subject_id, scores.dice)
     display(Markdown(table.to_markdown()))
 
 # %%
@@ -169,11 +173,11 @@ print(np.round(result.affine, 3))
 # %%
 spacing, radius = cfg.teacher.grid_spacings[0], cfg.teacher.search_radii[0]
 quantisation = cfg.teacher.quantisations[0]
-box = discrete.patch_offsets(spacing)[1]
-moving_aligned = warp_image(discrete.smooth_features(moving_mind, box),
+box = grid.patch_offsets(spacing)[1]
+moving_aligned = warp_image(grid.smooth_features(moving_mind, box),
                             torch.from_numpy(affine_field), padding="border")
-field_1, level_1 = discrete.register_level(
-    discrete.smooth_features(fixed_mind, box), moving_aligned, torch.from_numpy(fixed.image),
+field_1, level_1 = deformable.register_level(
+    grid.smooth_features(fixed_mind, box), moving_aligned, torch.from_numpy(fixed.image),
     spacing=spacing, radius=radius, quantisation=quantisation, alpha=cfg.teacher.regularisation)
 
 side = 2 * radius + 1
@@ -236,7 +240,7 @@ truth = np.round(10 + 6 * np.sin(np.linspace(0, 3, n_points))).astype(int)
 costs = (np.arange(n_labels)[None] - truth[:, None]) ** 2 / 20 + rng.gamma(1, 2, (n_points,
                                                                                   n_labels))
 chain_parents = np.arange(n_points) - 1  # node i hangs from node i - 1; node 0 is the root
-labels = discrete.tree_belief_propagation(costs, np.arange(n_points), chain_parents,
+labels = reference.tree_belief_propagation(costs, np.arange(n_points), chain_parents,
                                           (n_labels, 1, 1), weight=2.0)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
 axes[0].imshow(costs.T, origin="lower", aspect="auto", cmap="viridis")
@@ -245,7 +249,7 @@ axes[0].plot(labels, "r-", label="belief propagation")
 axes[0].set_xlabel("point along the chain")
 axes[0].set_ylabel("label")
 axes[0].legend(loc="lower right", framealpha=0.9)
-message = discrete.distance_transform_1d(costs[:1], 2.0)[0]
+message = reference.distance_transform_1d(costs[:1], 2.0)[0]
 axes[1].plot(costs[0], "o-", label="cost of each label")
 axes[1].plot(message, "s-", label="message = lower envelope of parabolas")
 axes[1].set_xlabel("label")
@@ -268,15 +272,13 @@ plt.show()
 # %%
 body = body_mask(fixed.image)  # from intensities: no labels needed
 for level, field in enumerate(result.levels, start=1):
-    stats = jacobian_stats(field, body)
-    dice = ""
-    if labelled:
-        scores = dice_per_label(warp_labels(template.labels, field), fixed.labels,
-                                list(label_names))
-        if data.is_btcv:  # the paper's summary: the four large organs
-            dice = f"avg(4) Dice {100 * average_dice(scores, config.LARGE_ORGANS):.1f}%, "
-        else:
-            dice = f"mean Dice {100 * np.nanmean(scores):.1f}%, "
+    scores = score_registration(warp_labels(template.labels, field) if labelled else None,
+                                fixed.labels, field, label_names=label_names, body=body,
+                                hd95=False)
+    stats, dice = scores.jacobian, ""
+    if labelled:  # the paper's summary (the four large organs) for the BTCV organs
+        summary = "avg(4)" if "avg(4)" in scores.summary else "mean"
+        dice = f"{summary} Dice {100 * scores.headline:.1f}%, "
     print(f"level {level} (spacing {cfg.teacher.grid_spacings[level - 1]}): {dice}"
           f"folding {stats['percent_folding']:.2f}%, std(log J) "
           f"{stats['std_log_jacobian']:.2f}")

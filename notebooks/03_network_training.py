@@ -55,12 +55,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from slicreg_lite import config, exercises, networks, sources, stages, viz
-from slicreg_lite.spatial import resize
-from slicreg_lite.training import augment
+from slicreg_lite import display, setup
+from slicreg_lite.core.spatial import resize
+from slicreg_lite.network import models
+from slicreg_lite.network.training import augment
+from slicreg_lite.pipeline import stages
+from slicreg_lite.teaching import exercises
 
-cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
-data = sources.open_source(DATA, cfg)
+cfg, data = setup(PRESET, DATA)  # the preset and the scans of the parameters
 input_shape = tuple(cfg.network.input_shape)
 print(f"preset {cfg.name!r}: the network sees {input_shape} voxels and answers at "
       f"{tuple(n // 2 for n in input_shape)}")
@@ -94,20 +96,20 @@ print(f"preset {cfg.name!r}: the network sees {input_shape} voxels and answers a
 #   per layer is this toolkit's reading of the design.)
 
 # %%
-model = networks.build_model("deeplab", "slic", cfg)
+model = models.build_model("deeplab", "slic", cfg)
 rows = []
 for index, block in enumerate(model.features.backbone.blocks, start=1):
     stride = block.expand[0].stride[0] * block.depthwise[0].stride[0]
     rows.append((f"inverted residual {index}", block.expand[0].in_channels,
                  block.expand[0].out_channels, block.project[0].out_channels, stride,
-                 networks.count_parameters(block)))
+                 models.count_parameters(block)))
 rows.append(("ASPP (6 branches + projection)", 64, 768, 128, 1,
-             networks.count_parameters(model.features.aspp)))
-rows.append(("head (16 groups)", 152, 512, 16 * 128, 1, networks.count_parameters(model.head)))
+             models.count_parameters(model.features.aspp)))
+rows.append(("head (16 groups)", 152, 512, 16 * 128, 1, models.count_parameters(model.head)))
 print(f"{'module':>32s} {'in':>4s} {'mid':>5s} {'out':>5s} {'stride':>6s} {'parameters':>10s}")
 for name, cin, mid, cout, stride, count in rows:
     print(f"{name:>32s} {cin:4d} {mid:5d} {cout:5d} {stride:6d} {count:10,d}")
-print(f"{'total':>32s} {networks.count_parameters(model):>34,d}")
+print(f"{'total':>32s} {models.count_parameters(model):>34,d}")
 
 # %%
 fig, ax = plt.subplots(figsize=(12, 2.6))
@@ -141,7 +143,7 @@ for k, ax in enumerate(axes):
     moved = sample if k == 0 else augment(sample, cfg.training.augment_std, rng)
     labels = torch.nn.functional.interpolate(moved.layers[None, :1].float(),
                                              size=moved.image.shape[1:], mode="nearest")[0]
-    viz.show_supervoxels(moved.image[0].numpy() * 500, labels[0].numpy(), axis=1, ax=ax,
+    display.show_supervoxels(moved.image[0].numpy() * 500, labels[0].numpy(), axis=1, ax=ax,
                          title="original" if k == 0 else f"augmented {k}")
 plt.show()
 
@@ -194,14 +196,14 @@ test_id = data.split.evaluation_ids[0]
 scan = stages.cohort(cfg, data, (test_id,))[test_id]
 teacher = stages.supervision(cfg, data, (test_id,))[test_id].layers
 template_layers = stages.template_supervoxels(cfg, data).layers
-predicted = networks.predict_supervoxels(model, scan.image, input_shape, teacher.shape[1:],
+predicted = models.predict_supervoxels(model, scan.image, input_shape, teacher.shape[1:],
                                          intensity_scale=cfg.training.intensity_scale)
 image = resize(scan.image, teacher.shape[1:])  # the scan on the supervoxel grid
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.5))
 for ax, (name, layers) in zip(axes, [("teacher (deeds-lite)", teacher),
                                      ("network", predicted),
                                      ("template's own (no registration)", template_layers)]):
-    viz.show_supervoxels(image, layers[0], axis=1, ax=ax, title=f"#{test_id}, layer 0: {name}")
+    display.show_supervoxels(image, layers[0], axis=1, ax=ax, title=f"#{test_id}, layer 0: {name}")
 plt.show()
 
 # %% [markdown]

@@ -55,14 +55,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from slicreg_lite import adamreg, config, exercises, sources, stages, viz
-from slicreg_lite.metrics import average_dice, dice_per_label, jacobian_stats
-from slicreg_lite.registration import RegressionBaseline, SlicReg, compare_alignments
-from slicreg_lite.spatial import resize, warp_labels
-from slicreg_lite.widgets import AdamExplorer
+from slicreg_lite import alignment, setup
+from slicreg_lite import display as viz
+from slicreg_lite.core.metrics import jacobian_stats, score_registration
+from slicreg_lite.core.spatial import resize, warp_labels
+from slicreg_lite.display import AdamExplorer
+from slicreg_lite.evaluation import oracles
+from slicreg_lite.methods import compare_alignments
+from slicreg_lite.pipeline import load_method, stages
+from slicreg_lite.teaching import exercises
 
-cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
-data = sources.open_source(DATA, cfg)
+cfg, data = setup(PRESET, DATA)  # the preset and the scans of the parameters
 template_id = data.split.template_id
 moving_id = data.split.evaluation_ids[SUBJECT]
 subjects = stages.cohort(cfg, data, (template_id, moving_id))
@@ -71,7 +74,7 @@ layers = stages.template_supervoxels(cfg, data).layers
 # Slic-Reg in one object: the template, its supervoxels and keypoints, the trained network
 # (shipped weights for the phantom under lite) and the paper's Adam settings (cfg.adam).
 # The evaluation (notebook 05) and `python -m slicreg_lite register` use the same object.
-slicreg = SlicReg.load(cfg, data)
+slicreg = load_method(cfg, data, "slicreg")
 labelled = fixed.labels is not None and moving.labels is not None
 
 
@@ -80,10 +83,9 @@ def avg4(warped):
     than the 13 BTCV organs: the mean over all labels; NaN without labels)."""
     if not labelled:
         return float("nan")
-    if data.is_btcv:
-        return 100 * average_dice(dice_per_label(warped, fixed.labels), config.LARGE_ORGANS)
     names = data.names_for(np.unique(fixed.labels))
-    return 100 * float(np.nanmean(dice_per_label(warped, fixed.labels, list(names))))
+    return 100 * score_registration(warped, fixed.labels, label_names=names,
+                                    hd95=False).headline
 
 
 print(f"preset {cfg.name!r}: template #{template_id}, moving scan #{moving_id}; the paper's "
@@ -109,7 +111,7 @@ print(f"preset {cfg.name!r}: template #{template_id}, moving scan #{moving_id}; 
 
 # %%
 template = slicreg.template  # keypoints, and the template's features
-graph = adamreg.keypoint_graph(template.keypoints, cfg.adam.k)
+graph = alignment.keypoint_graph(template.keypoints, cfg.adam.k)
 print(f"{len(template.keypoints)} keypoints ({cfg.adam.keypoints}), {len(graph.edges)} "
       f"undirected edges with k = {graph.k}")
 
@@ -134,7 +136,7 @@ plt.show()
 predicted = slicreg.predict(moving.image)  # the network's 16 layers, on the supervoxel grid
 moving_scan = slicreg.moving_scan(predicted)  # folded, smoothed features
 features = moving_scan.features
-folding = adamreg.fold_permutation(len(layers), 128, cfg.adam.fold_channels, cfg.adam.seed,
+folding = alignment.fold_permutation(len(layers), 128, cfg.adam.fold_channels, cfg.adam.seed,
                                    cfg.adam.fold)
 print(f"features: {tuple(features.shape)} (channels, grid); layer 0 sends classes 1..8 to "
       f"channels {folding[0, 1:9].tolist()}")
@@ -195,7 +197,7 @@ for _ in range(adam.iterations):
 by_hand = (flow.detach().flip(-1) * half).numpy() / template.to_feature_grid(np.ones(3))
 
 # %% [markdown]
-# The package runs the same loop (`adamreg.align_keypoints`), only faster: it keeps the
+# The package runs the same loop (`alignment.align_keypoints`), only faster: it keeps the
 # features as a table with one row per voxel, reads the 8 corners of each keypoint's cell
 # directly instead of calling `grid_sample`, and sums over the edges of the graph. Its
 # result is the loop's. (Not to the last digit: the two round differently in float32,
@@ -261,8 +263,8 @@ plt.show()
 
 # %%
 teacher_layers = stages.teacher_direct(cfg, data, (moving_id,))[moving_id].layers
-exact = adamreg.prepare_template(layers, cfg.adam)
-on_teacher = adamreg.register_layers(exact, teacher_layers, cfg.adam,
+exact = alignment.prepare_template(layers, cfg.adam)
+on_teacher = oracles.register_layers(exact, teacher_layers, cfg.adam,
                                      output_shape=fixed.shape)
 print(f"avg(4) Dice: no registration {dice_before:.1f}%, Adam on predicted supervoxels "
       f"{dice_after:.1f}%, Adam on the teacher's supervoxels "
@@ -286,20 +288,20 @@ print(f"avg(4) Dice: no registration {dice_before:.1f}%, Adam on predicted super
 #   supervoxel, which differs from the motion at its centre wherever the motion bends
 #   inside it. So the guesses are not taken one by one: one smooth motion on a coarse
 #   grid is fitted, by linear least squares, so that its average over every supervoxel
-#   of every layer takes that supervoxel to its predicted centre (`adamreg.fit_centres`,
+#   of every layer takes that supervoxel to its predicted centre (`alignment.fit_centres`,
 #   `centre_fit_step`); $c_i$ is that motion at $p_i$;
 # - where the motion stretches one side of a supervoxel more than the other, that side
 #   takes more room in the moving scan, and the centre leans towards it. The supervoxels'
 #   sizes show the stretch without any field (a supervoxel twice as large as in the
 #   template was stretched twice), so before the fit each centre is moved back by that
-#   lean (`adamreg.stretch_correction`, `centre_stretch`).
+#   lean (`alignment.stretch_correction`, `centre_stretch`).
 #
 # The table below puts the poster, the authors' code and this preset's two rows side by
 # side; then both alignments run on this scan with the same network.
 
 # %%
 display(Markdown(compare_alignments(cfg)))
-centre_fit = SlicReg.load(cfg, data, alignment="centre-fit")  # the same network
+centre_fit = load_method(cfg, data, "slicreg-fit")  # the same network
 fitted = centre_fit.align(centre_fit.moving_scan(predicted))
 for name, field in (("Slic-Reg (paper)", result.displacement),
                     ("Slic-Reg + centre fit (this toolkit)", fitted.displacement)):
@@ -318,7 +320,7 @@ print(f"alignment seconds: paper {result.timings['total']:.2f}, centre fit "
 # - **the spread of the named centres**: at $x$ every layer names one template
 #   supervoxel; if network and field are right, all of them contain $y$ and their
 #   centres lie close together; if the layers disagree, the centres scatter
-#   (`adamreg.centre_spread`, the root mean square distance from their mean).
+#   (`alignment.centre_spread`, the root mean square distance from their mean).
 #
 # On the phantom the true field is known, so we can ask whether either map points at the
 # voxels where the endpoint error $\lVert u(y) - u_{true}(y) \rVert$ is large: the rank
@@ -327,9 +329,10 @@ print(f"alignment seconds: paper {result.timings['total']:.2f}, centre fit "
 # %%
 from scipy.stats import spearmanr
 
-from slicreg_lite import phantom, spatial
-from slicreg_lite.metrics import endpoint_error_map
-from slicreg_lite.networks import prediction_entropy
+from slicreg_lite.cohort import phantom
+from slicreg_lite.core import labels, spatial
+from slicreg_lite.core.metrics import endpoint_error_map
+from slicreg_lite.network.models import prediction_entropy
 from slicreg_lite.supervoxels import body_mask
 
 partner = np.indices(fixed.shape, dtype=np.float32) + result.displacement
@@ -338,7 +341,7 @@ entropy = np.asarray(spatial.sample(
                        intensity_scale=cfg.training.intensity_scale),
     partner, padding="border"))
 supervoxel_mm = float(np.mean(np.asarray(fixed.spacing) * fixed.shape / layers.shape[1:]))
-spread = resize(adamreg.centre_spread(template, predicted,
+spread = resize(alignment.centre_spread(template, predicted,
                                       result.displacement), fixed.shape) * supervoxel_mm
 maps = {"network entropy (0..1)": entropy, "spread of the named centres (mm)": spread}
 body = fixed.body_mask if fixed.body_mask is not None else body_mask(fixed.image)
@@ -392,7 +395,7 @@ if labelled:  # the explorer reports Dice: it needs labels
 # kNN graph, and use the same spline.
 
 # %%
-baseline_registration = RegressionBaseline.load(cfg, data).register(moving.image)
+baseline_registration = load_method(cfg, data, "regression").register(moving.image)
 baseline = baseline_registration.details  # the keypoints before and after the random walk
 baseline_warped = warp_labels(moving_labels, baseline.displacement)
 print(f"avg(4) Dice on #{moving_id}: regression + RW {avg4(baseline_warped):.1f}% vs "
@@ -435,8 +438,8 @@ from pathlib import Path
 
 from IPython.display import Image
 
-from slicreg_lite.nifti import save_nifti
-from slicreg_lite.register import register_scans
+from slicreg_lite.apps.register import register_scans
+from slicreg_lite.cohort.nifti import save_nifti
 
 folder = Path(tempfile.mkdtemp())
 save_nifti(folder / "moving.nii.gz", moving.image, moving.affine)

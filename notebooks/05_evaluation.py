@@ -54,11 +54,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from slicreg_lite import config, evaluation, exercises, sources, stages, viz
-from slicreg_lite.metrics import PAPER_COLUMNS, PAPER_TABLE
+from slicreg_lite import display as viz
+from slicreg_lite import evaluation, setup
+from slicreg_lite.core import labels
+from slicreg_lite.core.labels import PAPER_COLUMNS, PAPER_TABLE
+from slicreg_lite.pipeline import stages
+from slicreg_lite.teaching import exercises
 
-cfg = config.get_config(PRESET, real_ct=config.is_real_ct(DATA))
-data = sources.open_source(DATA, cfg)
+cfg, data = setup(PRESET, DATA)  # the preset and the scans of the parameters
 print(f"preset {cfg.name!r}, data {data.spec!r}: {len(data.split.evaluation_ids)} test "
       f"subjects registered to template #{data.split.template_id}")
 
@@ -109,7 +112,7 @@ summary = results.summary_column  # avg(4) for the 13 BTCV organs, else the mean
 # %%
 if scored and results.dice.is_btcv:
     rows = []
-    for method in evaluation.METHODS:
+    for method in (m.label for m in evaluation.METHODS):
         ours = results.dice.column(method, "avg(4)")
         paper = PAPER_TABLE.get(method)
         paper_text = f"{paper[4][0]:.1f}+-{paper[4][1]:.1f}" if paper else "-"
@@ -119,7 +122,7 @@ if scored and results.dice.is_btcv:
 
     # horizontal bars: the methods' long names fit as labels without overlapping
     fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
-    names = [m for m in evaluation.METHODS if m in PAPER_TABLE]
+    names = [m.label for m in evaluation.METHODS if m.label in PAPER_TABLE]
     y = np.arange(len(names))
     ax.barh(y - 0.2, [results.dice.column(m, "avg(4)")[0] for m in names], 0.4,
             label=f"{data.kind} ({cfg.name})")
@@ -181,16 +184,18 @@ if scored:
 if data.kind == "phantom":
     from scipy.ndimage import distance_transform_edt
 
-    from slicreg_lite import phantom, spatial
-    from slicreg_lite.metrics import dice_per_label, endpoint_error_map
+    from slicreg_lite.cohort import phantom
+    from slicreg_lite.core import spatial
+    from slicreg_lite.core.metrics import endpoint_error_map, score_registration
 
     moving = stages.cohort(cfg, data, (typical,))[typical]
     truth = phantom.ground_truth(data.split.template_id, typical, cfg.phantom, cfg.grid)
     spacing = template.spacing
     print(f"subject {typical}: {len(truth.landmark_names)} landmarks in both fields of "
           f"view, e.g. {', '.join(truth.landmark_names[:4])}")
-    true_dice = dice_per_label(spatial.warp_labels(moving.labels, truth.displacement),
-                               template.labels)
+    true_dice = score_registration(spatial.warp_labels(moving.labels, truth.displacement),
+                                   template.labels, label_names=labels.BTCV_LABELS,
+                                   hd95=False).dice
     print(f"the true field gives liver Dice {100 * true_dice[5]:.1f}% (not 100%: the "
           f"labels are sampled on {spacing[0]:.0f} mm voxels)")
 
@@ -215,7 +220,8 @@ if data.kind == "phantom":
                                - offset[1]),
                      np.zeros_like(weight)]).astype(np.float32)
     spun = spatial.compose(truth.displacement, spin)  # spin first, then the true field
-    spun_dice = dice_per_label(spatial.warp_labels(moving.labels, spun), template.labels)
+    spun_dice = score_registration(spatial.warp_labels(moving.labels, spun), template.labels,
+                                   label_names=labels.BTCV_LABELS, hd95=False).dice
     spun_error = endpoint_error_map(spun, truth.displacement, spacing)
     print(f"liver Dice: true field {100 * true_dice[5]:.1f}%, spun field "
           f"{100 * spun_dice[5]:.1f}%; endpoint error inside the liver: true 0.0 mm, "
@@ -244,10 +250,11 @@ if data.kind == "phantom" and typical in results.fields:
                        title="Slic-Reg: endpoint error")
     fig.tight_layout()
     plt.show()
-    slicreg_dice = dice_per_label(results.warped[evaluation.SLIC_REG][typical],
-                                  template.labels)
+    slicreg_dice = score_registration(results.warped[evaluation.SLIC_REG][typical],
+                                      template.labels, label_names=labels.BTCV_LABELS,
+                                      hd95=False).dice
     rows = ["| organ | Slic-Reg Dice % | mean endpoint error inside (mm) |", "|---|---|---|"]
-    for label, name in enumerate(config.LABEL_NAMES, start=1):
+    for label, name in enumerate(labels.LABEL_NAMES, start=1):
         organ = template.labels == label
         if organ.any():
             rows.append(f"| {name} | {100 * slicreg_dice[label - 1]:.1f} | "

@@ -1,27 +1,46 @@
 """slicreg_lite: Slic-Reg (Heinrich, MIDL 2021) as a small teaching toolkit.
 
-One module per step of the method; the notebooks in ``notebooks/`` narrate, this
-package computes:
+The package follows the method's steps, one folder each; the notebooks in ``notebooks/``
+narrate, the package computes:
 
-- :mod:`slicreg_lite.config`: presets (smoke / lite / paper) with every parameter;
-- :mod:`slicreg_lite.spatial`: the coordinate convention, warping and resampling;
-- :mod:`slicreg_lite.phantom`: the synthetic abdominal CT cohort with 13 BTCV labels;
-- :mod:`slicreg_lite.subject`, :mod:`slicreg_lite.sources`, :mod:`slicreg_lite.layouts`:
-  a scan, where a cohort comes from (the phantom, BCV, Learn2Reg, a folder of your own
-  NIfTI scans) and the file layouts they are read from and written to;
-- :mod:`slicreg_lite.nifti`, :mod:`slicreg_lite.preprocessing`,
-  :mod:`slicreg_lite.downloads`: NIfTI files, every scan onto the preset's grid,
-  verified downloads of the real data;
-- :mod:`slicreg_lite.supervoxels`, :mod:`slicreg_lite.teacher`,
-  :mod:`slicreg_lite.networks` / :mod:`slicreg_lite.training`, :mod:`slicreg_lite.adamreg`
-  and :mod:`slicreg_lite.regression`: steps 1 to 4 of the method;
-- :mod:`slicreg_lite.metrics`: Dice tables and Jacobian statistics;
-- :mod:`slicreg_lite.viz` and :mod:`slicreg_lite.widgets`: figures and sliders;
-- :mod:`slicreg_lite.cache`, :mod:`slicreg_lite.stages`, :mod:`slicreg_lite.weights`: the
-  stages of the method with their on-disk cache, and the shipped network weights;
-- :mod:`slicreg_lite.registration`, :mod:`slicreg_lite.register`: one object per
-  registration method, and the ``register`` command on NIfTI files;
-- :mod:`slicreg_lite.evaluation`: every method on the test scans, the paper's table.
+============================  ===========  ============================================
+folder                        notebook     what it does
+============================  ===========  ============================================
+:mod:`~slicreg_lite.cohort`   00           step 0: the scans (phantom, BCV, Learn2Reg,
+                                           your own), onto the preset's grid
+``supervoxels``               01           step 1: layers of SLIC supervoxels on the
+                                           template
+``teacher``                   02           step 2: deeds-lite carries them onto the
+                                           training scans
+``network``                   03           step 3: a network learns to predict them
+``alignment``                 04           step 4: Adam aligns the predicted supervoxels
+``evaluation``                05           step 5: every method on the test scans
+============================  ===========  ============================================
+
+Below the steps, :mod:`~slicreg_lite.core` (presets, labels, coordinates, scores); above
+them, :mod:`~slicreg_lite.methods` (the registration methods and their table),
+:mod:`~slicreg_lite.pipeline` (the cached stages), :mod:`~slicreg_lite.evaluation`,
+:mod:`~slicreg_lite.apps` (the command line) and :mod:`~slicreg_lite.display`.
+
+The names a notebook or a script needs are here::
+
+    import slicreg_lite as sl
+    cfg, data = sl.setup("lite", "phantom")
+    slicreg = sl.load_method(cfg, data, "slicreg")
+    result = slicreg.register(moving_image)
 """
 
-__version__ = "0.1.0"
+from .apps.register import register_scans
+from .cohort.sources import open_source, setup
+from .core.config import get_config
+from .core.metrics import score_registration
+from .core.version import __version__
+from .evaluation import evaluate
+from .methods import METHODS, Registration, method_named
+from .pipeline import load_method, stages
+
+__all__ = [
+    "METHODS", "Registration", "__version__", "evaluate", "get_config", "load_method",
+    "method_named", "open_source", "register_scans", "score_registration", "setup",
+    "stages",
+]

@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slicreg_lite import adamreg
-from slicreg_lite.config import get_config
-from slicreg_lite.spatial import voxel_to_normalised
+from slicreg_lite import alignment
+from slicreg_lite.core.config import get_config
+from slicreg_lite.core.spatial import voxel_to_normalised
+from slicreg_lite.evaluation import oracles
 
 SHAPE = (32, 28, 36)  # the smoke supervoxel grid
 CFG = get_config("smoke")
@@ -40,12 +41,12 @@ def template_layers():
 
 @pytest.fixture(scope="module")
 def template(template_layers):
-    return adamreg.prepare_template(template_layers, CFG)
+    return alignment.prepare_template(template_layers, CFG)
 
 
 @pytest.fixture(scope="module")
 def fit_template(template_layers):
-    return adamreg.prepare_template(template_layers, FIT)
+    return alignment.prepare_template(template_layers, FIT)
 
 
 def test_template_has_a_keypoint_per_supervoxel(template, template_layers):
@@ -60,17 +61,17 @@ def test_template_has_a_keypoint_per_supervoxel(template, template_layers):
 
 
 def test_folding_spreads_each_layer_over_all_channels():
-    folding = adamreg.fold_permutation(3, 128, 16, seed=4)
+    folding = alignment.fold_permutation(3, 128, 16, seed=4)
     assert folding.shape == (3, 128)
     for layer in folding:
         assert np.bincount(layer, minlength=16).tolist() == [8] * 16
     assert not np.array_equal(folding[0], folding[1])  # a new permutation per layer
-    np.testing.assert_array_equal(folding, adamreg.fold_permutation(3, 128, 16, seed=4))
+    np.testing.assert_array_equal(folding, alignment.fold_permutation(3, 128, 16, seed=4))
 
 
 def test_knn_graph_excludes_the_point_itself_even_with_duplicates():
     points = np.array([[0, 0, 0], [0, 0, 0], [0, 0, 1], [5, 5, 5], [5, 5, 6]], float)
-    graph = adamreg.keypoint_graph(points, 2)
+    graph = alignment.keypoint_graph(points, 2)
     assert graph.neighbours.shape == (5, 2)
     for i, row in enumerate(graph.neighbours):
         assert i not in row
@@ -85,7 +86,7 @@ def test_channels_last_sampling_equals_grid_sample(seed):
     shape = tuple(rng.integers(2, 7, size=3))
     volume = torch.rand(5, *shape, generator=torch.Generator().manual_seed(seed))
     coords = torch.from_numpy(rng.uniform(-1, np.array(shape), (20, 3))).float()
-    ours = adamreg.sample_features(adamreg.channels_last(volume), shape, coords)
+    ours = alignment.sample_features(alignment.channels_last(volume), shape, coords)
     grid = voxel_to_normalised(coords.clamp(min=0), shape)  # border padding below
     grid = torch.maximum(torch.minimum(grid, torch.ones(3)), -torch.ones(3))
     theirs = F.grid_sample(volume[None], grid.view(1, 1, 1, -1, 3), align_corners=True,
@@ -94,7 +95,7 @@ def test_channels_last_sampling_equals_grid_sample(seed):
 
 
 def test_zero_displacement_when_moving_equals_fixed(template):
-    result = adamreg.register(template, template.features, CFG)
+    result = alignment.register(template, template.features, CFG)
     assert np.abs(result.keypoint_displacement).max() < 0.05
     assert np.abs(result.displacement).max() < 0.05
     assert result.displacement.shape == (3, *SHAPE)
@@ -105,8 +106,8 @@ def test_zero_displacement_when_moving_equals_fixed(template):
 def test_known_translation_is_recovered(template):
     shift = np.array([2.0, -2.0, 2.0])  # voxels of the supervoxel grid
     moving = voronoi_layers(shift)
-    features = adamreg.moving_features(moving, template, CFG)
-    result = adamreg.register(template, features, CFG, iterations=150)
+    features = alignment.moving_features(moving, template, CFG)
+    result = alignment.register(template, features, CFG, iterations=150)
     recovered = np.median(result.keypoint_displacement, axis=0)
     np.testing.assert_allclose(recovered, shift, atol=0.6)
     # and the loss went down on the way
@@ -119,11 +120,11 @@ def test_known_translation_is_recovered(template):
 def test_known_translation_is_recovered_from_given_layers(template):
     """The oracle path: Adam on given layers of the moving scan (no network)."""
     shift = np.array([-2.0, 1.0, 2.0])
-    result = adamreg.register_layers(template, voronoi_layers(shift), CFG)
+    result = oracles.register_layers(template, voronoi_layers(shift), CFG)
     np.testing.assert_allclose(np.median(result.keypoint_displacement, axis=0), shift,
                                atol=0.8)
     with pytest.raises(ValueError, match="moving layers"):
-        adamreg.register_layers(template, voronoi_layers(shift)[:1], CFG)
+        oracles.register_layers(template, voronoi_layers(shift)[:1], CFG)
 
 
 @pytest.mark.parametrize("trust_the_edge", [False, True])
@@ -132,14 +133,14 @@ def test_supervoxels_cut_by_the_scans_edge_do_not_bend_the_fitted_motion(
     """Shifted by 5 voxels, the body leaves the scan: the cut supervoxels' visible
     centres lie too far inside. They are left out, and the fit reads the shift at every
     keypoint; taken at face value (as before), they squeeze the motion at the edge."""
-    template = adamreg.prepare_template(template_layers, FIT)
+    template = alignment.prepare_template(template_layers, FIT)
     shift = np.array([5.0, 0.0, 0.0])
     moving_layers = voronoi_layers(shift)
-    assert adamreg.cut_by_the_edge(moving_layers, 127).any()
+    assert alignment.cut_by_the_edge(moving_layers, 127).any()
     if trust_the_edge:
-        monkeypatch.setattr(adamreg, "cut_by_the_edge",
+        monkeypatch.setattr(alignment.template, "cut_by_the_edge",
                             lambda layers, n: np.zeros((len(layers), n), bool))
-    moving = adamreg.moving_scan(moving_layers, template, FIT)
+    moving = alignment.moving_scan(moving_layers, template, FIT)
     error = np.abs(moving.centres - template.centres - shift).max()
     assert (error > 1.0) if trust_the_edge else (error < 0.5), error
 
@@ -150,10 +151,10 @@ def test_a_translation_is_read_from_the_supervoxel_centres(template_layers, fit_
     fitted all at once) is the shift itself, and Adam, starting there and drawn to it,
     stays on it."""
     cfg = dataclasses.replace(FIT, centre_fit_step=fit_step)
-    template = adamreg.prepare_template(template_layers, cfg)
+    template = alignment.prepare_template(template_layers, cfg)
     assert (template.centre_fit is None) == (fit_step == 0)
     shift = np.array([1.0, -2.0, 2.0])  # whole voxels: the cells move exactly
-    moving = adamreg.moving_scan(voronoi_layers(shift), template, cfg)
+    moving = alignment.moving_scan(voronoi_layers(shift), template, cfg)
     assert moving.centres.shape == template.keypoints.shape
     # the supervoxels that the shift pushes against the scan's edge have no centre of
     # their own (NaN); the fit gives them one
@@ -161,13 +162,13 @@ def test_a_translation_is_read_from_the_supervoxel_centres(template_layers, fit_
     assert known.all() if fit_step else 0.8 < known.mean() < 1
     np.testing.assert_allclose(moving.centres[known] - template.keypoints[known],
                                np.broadcast_to(shift, (known.sum(), 3)), atol=1e-3)
-    result = adamreg.register(template, moving, cfg)
+    result = alignment.register(template, moving, cfg)
     np.testing.assert_allclose(np.median(result.keypoint_displacement, axis=0), shift,
                                atol=0.2)
     assert np.abs(result.keypoint_displacement - shift).max() < 1.0
     assert set(result.losses) == {"total", "data", "regulariser", "centres"}
     with pytest.raises(ValueError, match="supervoxel grid"):
-        adamreg.moving_scan(voronoi_layers(shift)[:, ::2], template, cfg)
+        alignment.moving_scan(voronoi_layers(shift)[:, ::2], template, cfg)
 
 
 @pytest.mark.parametrize("smoothing", [0.01, 100.0])
@@ -177,24 +178,24 @@ def test_fitted_centres_follow_a_scaling_however_smooth_the_fit(template_layers,
     from slicreg_lite.supervoxels import label_centres
 
     cfg = dataclasses.replace(FIT, centre_fit_smoothing=smoothing)
-    template = adamreg.prepare_template(template_layers, cfg)
+    template = alignment.prepare_template(template_layers, cfg)
     centre, scale = (np.array(SHAPE) - 1) / 2, 1.1
     grid = np.indices(SHAPE, dtype=np.float64).transpose(1, 2, 3, 0)
     source = np.clip(np.round(centre + (grid - centre) / scale).astype(int), 0,
                      np.array(SHAPE) - 1)
     moved = template_layers[:, source[..., 0], source[..., 1], source[..., 2]]
     truth = centre + scale * (template.keypoints - centre)
-    fitted = adamreg.fit_centres(template.centre_fit, label_centres(moved, 127))
+    fitted = alignment.fit_centres(template.centre_fit, label_centres(moved, 127))
     assert np.linalg.norm(fitted - truth, axis=1).mean() < 0.3
 
 
 def test_fit_centres_refuses_centres_of_another_shape(fit_template):
     template = fit_template
     with pytest.raises(ValueError, match="moving_centres must have shape"):
-        adamreg.fit_centres(template.centre_fit, np.zeros((1, 127, 3)))
+        alignment.fit_centres(template.centre_fit, np.zeros((1, 127, 3)))
     # no supervoxel found at all: nothing to fit, every keypoint unknown
     nothing = np.full((2, 127, 3), np.nan)
-    assert np.isnan(adamreg.fit_centres(template.centre_fit, nothing)).all()
+    assert np.isnan(alignment.fit_centres(template.centre_fit, nothing)).all()
 
 
 @given(factor=st.floats(0.25, 4.0))
@@ -205,7 +206,7 @@ def test_a_uniform_stretch_needs_no_correction(fit_template, factor):
     from slicreg_lite.supervoxels import label_sizes
 
     sizes = label_sizes(voronoi_layers(), 127) * factor
-    correction = adamreg.stretch_correction(fit_template.centre_fit, sizes)
+    correction = alignment.stretch_correction(fit_template.centre_fit, sizes)
     assert correction.shape == (2, 127, 3)
     np.testing.assert_allclose(correction, 0, atol=1e-9)
 
@@ -232,7 +233,7 @@ def test_the_stretch_correction_brings_centres_to_the_mean_motion(fit_template,
     moved = template_layers[:, index, grid[1].astype(int), grid[2].astype(int)]
 
     centres = label_centres(moved, 127)
-    corrected = centres - adamreg.stretch_correction(template.centre_fit,
+    corrected = centres - alignment.stretch_correction(template.centre_fit,
                                                      label_sizes(moved, 127))
     flat = template_layers.reshape(2, -1).astype(np.int64)
     sizes = label_sizes(template_layers, 127)
@@ -245,21 +246,21 @@ def test_the_stretch_correction_brings_centres_to_the_mean_motion(fit_template,
 
     truth = template.keypoints.copy()
     truth[:, 0] = motion(truth[:, 0])
-    error = [np.linalg.norm(adamreg.fit_centres(template.centre_fit, c) - truth, axis=1).mean()
+    error = [np.linalg.norm(alignment.fit_centres(template.centre_fit, c) - truth, axis=1).mean()
              for c in (centres, corrected)]
     assert error[1] < 0.9 * error[0]
     with pytest.raises(ValueError, match="moving_sizes must have shape"):
-        adamreg.stretch_correction(template.centre_fit, np.ones((1, 127)))
+        alignment.stretch_correction(template.centre_fit, np.ones((1, 127)))
 
 
 def test_supervoxels_missing_from_the_moving_scan_follow_their_neighbours(template_layers):
     cfg = dataclasses.replace(FIT, centre_fit_step=0)  # each supervoxel's own centre
-    template = adamreg.prepare_template(template_layers, cfg)
+    template = alignment.prepare_template(template_layers, cfg)
     shift = np.array([0.0, 2.0, -1.0])
-    moving = adamreg.moving_scan(voronoi_layers(shift), template, cfg)
+    moving = alignment.moving_scan(voronoi_layers(shift), template, cfg)
     lost = np.arange(0, len(moving.centres), 5)
     moving.centres[lost] = np.nan  # as if the network never predicted these labels
-    result = adamreg.register(template, moving, cfg)
+    result = alignment.register(template, moving, cfg)
     assert np.isfinite(result.keypoint_displacement).all()
     np.testing.assert_allclose(np.median(result.keypoint_displacement[lost], axis=0), shift,
                                atol=0.2)
@@ -267,16 +268,16 @@ def test_supervoxels_missing_from_the_moving_scan_follow_their_neighbours(templa
 
 def test_fill_from_neighbours_keeps_known_rows_and_averages_into_gaps():
     points = np.array([[0, 0, i] for i in range(6)], float)
-    graph = adamreg.keypoint_graph(points, k=2)
+    graph = alignment.keypoint_graph(points, k=2)
     values = np.array([[1.0] * 3, [np.nan] * 3, [np.nan] * 3, [4.0] * 3, [5.0] * 3,
                        [6.0] * 3])
-    filled = adamreg.fill_from_neighbours(values, graph)
+    filled = alignment.fill_from_neighbours(values, graph)
     np.testing.assert_array_equal(filled[[0, 3, 4, 5]], values[[0, 3, 4, 5]])
     assert np.isfinite(filled).all()
     # each gap takes the mean of its neighbours known so far: 1 -> {0: 1}, 2 -> {3: 4}
     np.testing.assert_allclose(filled[1], 1.0)
     np.testing.assert_allclose(filled[2], 4.0)
-    nothing = adamreg.fill_from_neighbours(np.full((6, 3), np.nan), graph)
+    nothing = alignment.fill_from_neighbours(np.full((6, 3), np.nan), graph)
     np.testing.assert_array_equal(nothing, 0.0)
 
 
@@ -291,28 +292,28 @@ def test_an_affine_field_passes_through_the_keypoints_unchanged(template, linear
     matrix = np.array(linear, np.float32).reshape(3, 3)
     field = (np.einsum("ij,j...->i...", matrix, coords)
              + np.array(offset, np.float32)[:, None, None, None])
-    rebuilt = adamreg.through_keypoints(template, field, CFG, output_shape=shape)
+    rebuilt = oracles.through_keypoints(template, field, CFG, output_shape=shape)
     assert rebuilt.shape == (3, *shape)
     np.testing.assert_allclose(rebuilt, field, atol=2e-3)
     with pytest.raises(ValueError, match=r"shape \(3, D, H, W\)"):
-        adamreg.through_keypoints(template, field[:2], CFG)
+        oracles.through_keypoints(template, field[:2], CFG)
 
 
 def test_larger_alpha_gives_a_smoother_keypoint_field(template):
     # a moving scan with unrelated supervoxels: the data term pulls keypoints every way
     moving = voronoi_layers(seed=7)
-    features = adamreg.moving_features(moving, template, CFG)
-    rough = adamreg.register(template, features, CFG, alpha=0.001, iterations=40)
-    smooth = adamreg.register(template, features, CFG, alpha=1.0, iterations=40)
-    assert (adamreg.edge_differences(smooth.keypoint_displacement, smooth.graph)
-            < 0.5 * adamreg.edge_differences(rough.keypoint_displacement, rough.graph))
+    features = alignment.moving_features(moving, template, CFG)
+    rough = alignment.register(template, features, CFG, alpha=0.001, iterations=40)
+    smooth = alignment.register(template, features, CFG, alpha=1.0, iterations=40)
+    assert (alignment.edge_differences(smooth.keypoint_displacement, smooth.graph)
+            < 0.5 * alignment.edge_differences(rough.keypoint_displacement, rough.graph))
 
 
 def test_tps_reproduces_the_keypoints_without_smoothing():
     rng = np.random.default_rng(0)
     points = np.unique(rng.integers(1, 19, (60, 3)), axis=0).astype(float)
     values = rng.normal(0, 2, points.shape)
-    field = adamreg.thin_plate_spline(points, values, (20, 20, 20), smoothing=0.0,
+    field = alignment.thin_plate_spline(points, values, (20, 20, 20), smoothing=0.0,
                                       grid_step=1)
     at_points = field[:, points[:, 0].astype(int), points[:, 1].astype(int),
                       points[:, 2].astype(int)].T
@@ -323,7 +324,7 @@ def test_tps_of_an_affine_motion_is_that_motion_everywhere():
     rng = np.random.default_rng(1)
     points = rng.uniform(2, 17, (40, 3))
     matrix = np.array([[0.1, 0.0, 0.02], [0.0, -0.05, 0.0], [0.03, 0.0, 0.0]])
-    field = adamreg.thin_plate_spline(points, points @ matrix.T + 1.5, (20, 20, 20),
+    field = alignment.thin_plate_spline(points, points @ matrix.T + 1.5, (20, 20, 20),
                                       smoothing=0.0, grid_step=3)
     grid = np.indices((20, 20, 20)).reshape(3, -1).T
     expected = (grid @ matrix.T + 1.5).T.reshape(3, 20, 20, 20)
@@ -341,7 +342,7 @@ def test_factorised_spline_equals_scipys_rbf_interpolator(seed, smoothing):
     points = rng.uniform(-1, 1, (int(rng.integers(8, 60)), 3))
     values = rng.normal(0, 2, (len(points), 3))
     where = rng.uniform(-1.2, 1.2, (50, 3))
-    spline = adamreg.ThinPlateSpline(points, smoothing)
+    spline = alignment.ThinPlateSpline(points, smoothing)
     ours = spline.evaluate(spline.fit(values), where)
     theirs = RBFInterpolator(points, values, kernel="thin_plate_spline",
                              smoothing=smoothing, degree=1)(where)
@@ -357,39 +358,39 @@ def test_duplicate_keypoints_do_not_break_the_tps():
     points = np.concatenate([points, points[:5]])  # five points twice
     values = rng.normal(size=points.shape)
     values[30:] = values[:5]
-    field = adamreg.thin_plate_spline(points, values, (16, 16, 16), smoothing=0.0)
+    field = alignment.thin_plate_spline(points, values, (16, 16, 16), smoothing=0.0)
     assert np.isfinite(field).all()
 
 
 def test_bad_input_gives_clear_errors(template, template_layers):
     n = len(template.keypoints)
     with pytest.raises(ValueError, match="k must be an integer with 1 <= k < N"):
-        adamreg.keypoint_graph(template.keypoints, n)
+        alignment.keypoint_graph(template.keypoints, n)
     with pytest.raises(ValueError, match="k must be an integer"):
-        adamreg.register(template, template.features, CFG, k=n)
+        alignment.register(template, template.features, CFG, k=n)
     with pytest.raises(ValueError, match="iterations must be a positive integer"):
-        adamreg.register(template, template.features, CFG, iterations=0)
+        alignment.register(template, template.features, CFG, iterations=0)
     with pytest.raises(ValueError, match="iterations must be a positive integer"):
-        adamreg.register(template, template.features, CFG, iterations=-5)
+        alignment.register(template, template.features, CFG, iterations=-5)
     with pytest.raises(ValueError, match="features must have the template's shape"):
-        adamreg.register(template, template.features[:-1], CFG)
-    graph = adamreg.keypoint_graph(template.keypoints, 4)
+        alignment.register(template, template.features[:-1], CFG)
+    graph = alignment.keypoint_graph(template.keypoints, 4)
     with pytest.raises(ValueError, match="fixed_features must have shape"):
-        adamreg.align_keypoints(torch.zeros(n, 3), template.features, template.keypoints, graph)
+        alignment.align_keypoints(torch.zeros(n, 3), template.features, template.keypoints, graph)
     with pytest.raises(ValueError, match="moving layers must have shape"):
-        adamreg.moving_features(template_layers[:1], template, CFG)
+        alignment.moving_features(template_layers[:1], template, CFG)
     with pytest.raises(ValueError, match="unknown Adam parameter"):
-        adamreg.register(template, template.features, CFG, beta=1)
+        alignment.register(template, template.features, CFG, beta=1)
     with pytest.raises(ValueError, match="NaN"):
-        adamreg.keypoint_graph([[0, 0, np.nan], [1, 1, 1], [2, 2, 2]], 1)
+        alignment.keypoint_graph([[0, 0, np.nan], [1, 1, 1], [2, 2, 2]], 1)
     with pytest.raises(ValueError, match="values must have the points' shape"):
-        adamreg.thin_plate_spline(np.zeros((10, 3)), np.zeros((9, 3)), (4, 4, 4))
+        alignment.thin_plate_spline(np.zeros((10, 3)), np.zeros((9, 3)), (4, 4, 4))
 
 
 def test_centre_spread_is_zero_where_every_layer_names_the_same_place():
     same = np.repeat(voronoi_layers(n_layers=1), 3, axis=0)  # three identical layers
-    template = adamreg.prepare_template(same, CFG)
-    spread = adamreg.centre_spread(template, same, np.zeros((3, *SHAPE), np.float32))
+    template = alignment.prepare_template(same, CFG)
+    spread = alignment.centre_spread(template, same, np.zeros((3, *SHAPE), np.float32))
     inside = same[0] > 0
     np.testing.assert_allclose(spread[inside], 0.0, atol=1e-3)
     assert np.isnan(spread[~inside]).all()  # no layer names a supervoxel there
@@ -397,10 +398,10 @@ def test_centre_spread_is_zero_where_every_layer_names_the_same_place():
 
 def test_centre_spread_grows_where_the_layers_disagree(template, template_layers):
     zero = np.zeros((3, *SHAPE), np.float32)
-    agreeing = adamreg.centre_spread(template, template_layers, zero)
+    agreeing = alignment.centre_spread(template, template_layers, zero)
     # a following field: the moving scan is the template shifted, the field says so
     shift = np.array([0.0, 2.0, -2.0])
-    followed = adamreg.centre_spread(template, voronoi_layers(shift),
+    followed = alignment.centre_spread(template, voronoi_layers(shift),
                                      np.broadcast_to(shift[:, None, None, None],
                                                      (3, *SHAPE)).astype(np.float32))
     inner = (template_layers[0] > 0) & np.isfinite(followed)
@@ -410,11 +411,11 @@ def test_centre_spread_grows_where_the_layers_disagree(template, template_layers
     scrambled[1] = np.where(scrambled[1] > 0,
                             np.random.default_rng(0).permutation(128)[scrambled[1]] % 127 + 1,
                             0)
-    confused = adamreg.centre_spread(template, scrambled, zero)
+    confused = alignment.centre_spread(template, scrambled, zero)
     inside = template_layers[0] > 0
     assert np.nanmean(confused[inside]) > 2 * np.nanmean(agreeing[inside])
     with pytest.raises(ValueError, match="moving_layers must have shape"):
-        adamreg.centre_spread(template, template_layers[:, ::2], zero)
+        alignment.centre_spread(template, template_layers[:, ::2], zero)
 
 
 def seed_loop(fixed, features, points, adjacency, *, lr, alpha, iterations):
@@ -452,11 +453,11 @@ def test_the_paper_alignment_minimises_the_posters_loss():
     features = F.avg_pool3d(torch.rand(1, 6, *shape, generator=torch.Generator().manual_seed(3)),
                             3, stride=1, padding=1)[0]
     points = rng.uniform(1, np.array(shape) - 2, (40, 3))
-    fixed = adamreg.sample_features(adamreg.channels_last(features), shape,
+    fixed = alignment.sample_features(alignment.channels_last(features), shape,
                                     torch.as_tensor(points + [0.7, -0.4, 0.5]).float())
     paper = get_config("lite").adam
-    graph = adamreg.keypoint_graph(points, paper.k)
-    ours, losses = adamreg.align_keypoints(fixed, features, points, graph,
+    graph = alignment.keypoint_graph(points, paper.k)
+    ours, losses = alignment.align_keypoints(fixed, features, points, graph,
                                            learning_rate=paper.learning_rate,
                                            alpha=paper.alpha, iterations=30)
     theirs, their_losses = seed_loop(fixed, features, points, graph.adjacency(),
@@ -473,7 +474,7 @@ def test_the_paper_alignment_minimises_the_posters_loss():
 def test_block_folding_keeps_neighbouring_numbers_apart():
     """The authors' folding: inside a block of 16 consecutive class numbers every channel
     is used once, so neighbours share a channel only across a block's border."""
-    folding = adamreg.fold_permutation(4, 128, 16, seed=1, scheme="blocks")
+    folding = alignment.fold_permutation(4, 128, 16, seed=1, scheme="blocks")
     for layer in folding:
         for block in layer.reshape(8, 16):
             assert sorted(block.tolist()) == list(range(16))
@@ -481,16 +482,16 @@ def test_block_folding_keeps_neighbouring_numbers_apart():
               if (c + 1) % 16]
     assert not any(inside)
     with pytest.raises(ValueError, match="scheme must be"):
-        adamreg.fold_permutation(1, 128, 16, seed=1, scheme="diagonal")
+        alignment.fold_permutation(1, 128, 16, seed=1, scheme="diagonal")
 
 
 def test_random_keypoints_lie_inside_the_supervoxels_on_every_second_voxel(template_layers):
     cfg = dataclasses.replace(CFG.adam, keypoints="random", n_keypoints=100)
-    template = adamreg.prepare_template(template_layers, cfg)
+    template = alignment.prepare_template(template_layers, cfg)
     assert template.keypoints.shape == (100, 3)
     assert template.centres.shape == (2 * 127, 3)  # the supervoxels' centres, still
     index = template.keypoints.astype(int)
     assert (template.keypoints % 2 == 0).all()
     assert (template_layers[0][tuple(index.T)] > 0).all()
-    again = adamreg.prepare_template(template_layers, cfg)
+    again = alignment.prepare_template(template_layers, cfg)
     np.testing.assert_array_equal(template.keypoints, again.keypoints)  # seeded

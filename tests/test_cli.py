@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slicreg_lite import evaluation, stages, weights
-from slicreg_lite.__main__ import main
-from slicreg_lite.config import RunSettings, get_config
-from slicreg_lite.layouts import export_cohort
-from slicreg_lite.nifti import save_nifti
+from slicreg_lite import evaluation
+from slicreg_lite.apps.cli import main
+from slicreg_lite.cohort.layouts import export_cohort
+from slicreg_lite.cohort.nifti import save_nifti
+from slicreg_lite.core.config import RunSettings, get_config
+from slicreg_lite.pipeline import stages, weights
 
 SMOKE = get_config("smoke")
 QUIET = RunSettings(jobs=1, progress=False)
@@ -60,7 +61,7 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
     assert columns == ["spleen", "r.kidney", "l.kidney", "liver", "avg(4)", "avg(13)",
                        "HD95 mm", *evaluation.TRUTH_COLUMNS, *evaluation.EXTRA_COLUMNS[1:]]
     rows = table_rows(printed)
-    assert list(rows) == list(evaluation.METHODS)
+    assert list(rows) == [m.label for m in evaluation.METHODS]
     for method, cells in rows.items():
         for cell in cells[:6]:  # Dice: "mean+-std", both finite
             mean, std = (float(x) for x in cell.split("+-"))
@@ -94,7 +95,7 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
     assert results["columns"] == columns[:6] and results["labels"]["6"] == "liver"
     assert results["typical_subject"] in SMOKE.split.evaluation_ids
     assert math.isfinite(results["total_seconds"])
-    assert list(results["methods"]) == list(evaluation.METHODS)
+    assert list(results["methods"]) == [m.label for m in evaluation.METHODS]
     for method, entry in results["methods"].items():
         assert set(entry) == {"dice", "dice_per_subject", "hd95_mm", "hd95_per_subject",
                               "unscored_subjects", "unreliable_subjects", "std_log_jacobian",
@@ -115,7 +116,7 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
             assert math.isfinite(entry["percent_folding"])
             assert math.isfinite(entry["alignment_seconds"])
     # the teacher brings the phantom's landmarks closer to their true partners
-    tre = {m: results["methods"][m]["tre_mm"] for m in evaluation.METHODS}
+    tre = {m.label: results["methods"][m.label]["tre_mm"] for m in evaluation.METHODS}
     assert tre[evaluation.TEACHER] < tre[evaluation.INITIAL]
     assert "true correspondence" in printed
     fields = sorted(p.name for p in (out / "fields").iterdir())
@@ -140,7 +141,7 @@ def results_without_times(printed: str) -> dict:
 
 def write_learn2reg_description(folder: Path, split) -> None:
     """A dataset.json as Learn2Reg writes one: labels per modality, validation pairs."""
-    from slicreg_lite.config import LABEL_NAMES
+    from slicreg_lite.core.labels import LABEL_NAMES
 
     def image(i):
         return f"./imagesTr/AbdomenCTCT_{i:04d}_0000.nii.gz"
@@ -204,7 +205,7 @@ def test_a_folder_without_labels_is_registered_but_not_scored(shared, capsys):
     assert "no labels to score them" in printed
     rows = {line.split("|")[1].strip(): line for line in printed.splitlines()
             if line.startswith("| ") and "no labels" in line}
-    assert list(rows) == list(evaluation.METHODS)
+    assert list(rows) == [m.label for m in evaluation.METHODS]
     assert f"{evaluation.SLIC_REG}: not scored, no labels" in printed
     out = shared["root"] / "out-unlabelled" / "smoke"
     results = json.loads((out / "results.json").read_text())
@@ -246,7 +247,7 @@ def test_cli_unwritable_output(shared, tmp_path, capsys):
 
 @pytest.mark.parametrize("layout", ["bcv", "learn2reg", "folder"])
 def test_cli_export_writes_a_layout_that_reads_back(shared, tmp_path, layout):
-    from slicreg_lite.sources import open_source
+    from slicreg_lite.cohort.sources import open_source
 
     code, printed = run_main(["export", str(tmp_path / layout), "--preset", "smoke",
                               "--layout", layout, "--quiet"])
@@ -272,7 +273,7 @@ def test_cli_train_writes_weights(shared, tmp_path, monkeypatch):
 
 
 def test_cli_train_publishes_weights_for_another_source(shared, tmp_path, monkeypatch):
-    from slicreg_lite.sources import open_source
+    from slicreg_lite.cohort.sources import open_source
 
     folder = tmp_path / "weights"
     monkeypatch.setattr(weights, "weights_dir", lambda: folder)
@@ -311,8 +312,8 @@ def test_cli_bad_scans_are_named(shared, tmp_path, capsys):
     (["run", "--data", "bcv:DIR", "--scans", "phantom"], False),
 ])
 def test_the_teacher_takes_real_ct_settings_for_real_data(arguments, real):
-    from slicreg_lite.__main__ import _real_ct, build_parser
-    from slicreg_lite.config import REAL_CT_TEACHER, is_real_ct
+    from slicreg_lite.apps.cli import _real_ct, build_parser
+    from slicreg_lite.core.config import REAL_CT_TEACHER, is_real_ct
 
     args = build_parser().parse_args([*arguments, "--preset", "smoke"])
     assert _real_ct(args, is_real_ct(args.data)) is real

@@ -2,9 +2,7 @@ import dataclasses
 
 import pytest
 
-from slicreg_lite.config import (
-    LABEL_NAMES,
-    LARGE_ORGANS,
+from slicreg_lite.core.config import (
     PAPER_TEST_IDS,
     PAPER_TRAIN_IDS,
     PRESET_NAMES,
@@ -12,6 +10,7 @@ from slicreg_lite.config import (
     get_config,
     is_real_ct,
 )
+from slicreg_lite.core.labels import LABEL_NAMES, LARGE_ORGANS
 
 
 def test_btcv_label_order():
@@ -73,8 +72,8 @@ def test_the_paper_row_has_the_papers_loss_and_the_extension_its_centre_fit(pres
 def test_validation_ids_decide_no_cached_result():
     """Holding subjects out for choosing settings changes no stage's key, and so neither
     the cache nor the shipped networks."""
-    from slicreg_lite.sources import open_source
-    from slicreg_lite.weights import network_key
+    from slicreg_lite.cohort.sources import open_source
+    from slicreg_lite.pipeline.weights import network_key
 
     cfg = get_config("lite")
     other = cfg.with_updates(split={"validation_ids": (201, 202)})
@@ -106,8 +105,8 @@ def test_updates_and_frozen():
 
 
 def test_a_stage_key_changes_only_with_what_decides_it():
-    from slicreg_lite.cache import decided_by
-    from slicreg_lite.sources import open_source, short_hash
+    from slicreg_lite.cohort.sources import open_source, short_hash
+    from slicreg_lite.pipeline.cache import decided_by
 
     cfg = get_config("lite")
     other = cfg.with_updates(adam={"k": 7})
@@ -121,7 +120,7 @@ def test_a_stage_key_changes_only_with_what_decides_it():
 
 
 def test_run_settings_are_checked():
-    from slicreg_lite.config import RunSettings
+    from slicreg_lite.core.config import RunSettings
 
     assert RunSettings(jobs=3).workers == 3
     with pytest.raises(ValueError, match="jobs must be a positive number of workers, -1 or "
@@ -134,7 +133,7 @@ def test_run_settings_are_checked():
 
 
 def test_config_section_accepts_the_whole_config_or_the_section():
-    from slicreg_lite.config import SupervoxelConfig, TeacherConfig, config_section
+    from slicreg_lite.core.config import SupervoxelConfig, TeacherConfig, config_section
 
     cfg = get_config("smoke")
     assert config_section(cfg, TeacherConfig) is cfg.teacher

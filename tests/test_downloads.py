@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from slicreg_lite.downloads import (
+from slicreg_lite.cohort.downloads import (
     ChecksumError,
     download,
     fetch_dataset,
@@ -145,7 +145,7 @@ def test_download_interrupted_by_the_user_leaves_nothing(http_server, tmp_path, 
         def update(self, n):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("slicreg_lite.downloads.tqdm", InterruptingBar)
+    monkeypatch.setattr("slicreg_lite.cohort.downloads.tqdm", InterruptingBar)
     with pytest.raises(KeyboardInterrupt):
         download(f"{http_server.url}/scan.bin", dest, _digest(payload), chunk_size=1000)
     assert not dest.exists()

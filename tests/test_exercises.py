@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slicreg_lite import exercises
-from slicreg_lite.metrics import dice, target_registration_error
+from slicreg_lite.core.metrics import dice, target_registration_error
 from slicreg_lite.supervoxels import label_centres
-from slicreg_lite.teacher.discrete import distance_transform_1d
+from slicreg_lite.teacher.reference import distance_transform_1d
+from slicreg_lite.teaching import exercises
 
 
 def stub(*args):

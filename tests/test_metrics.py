@@ -1,4 +1,4 @@
-"""Tests of slicreg_lite.metrics: Dice, Dice tables and Jacobian statistics."""
+"""Tests of slicreg_lite.core.metrics: Dice, Dice tables and Jacobian statistics."""
 
 from __future__ import annotations
 
@@ -13,17 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from slicreg_lite.config import LABEL_NAMES, LARGE_ORGANS, NUM_LABELS
-from slicreg_lite.metrics import (
-    PAPER_COLUMNS,
-    DiceTable,
+from slicreg_lite.core.dice_table import DiceTable
+from slicreg_lite.core.labels import LABEL_NAMES, LARGE_ORGANS, NUM_LABELS, PAPER_COLUMNS
+from slicreg_lite.core.metrics import (
     average_dice,
     dice,
     dice_per_label,
     jacobian_determinant,
     jacobian_stats,
 )
-from slicreg_lite.spatial import identity_grid
+from slicreg_lite.core.spatial import identity_grid
 
 
 def two_cubes():
@@ -304,7 +303,7 @@ def test_table_of_another_label_set_uses_its_own_names():
 
 
 def test_btcv_names_are_recognised_whatever_their_spelling():
-    from slicreg_lite.metrics import BTCV_LABELS, is_btcv
+    from slicreg_lite.core.labels import BTCV_LABELS, is_btcv
 
     spelled = {n: name.upper().replace(" ", "_") for n, name in BTCV_LABELS.items()}
     assert is_btcv(spelled) and DiceTable(label_names=spelled).columns == PAPER_COLUMNS
@@ -370,7 +369,7 @@ def test_jacobian_rejects_bad_input():
 
 # -------------------------------------------------------------------------------- HD95
 def test_hd95_of_a_shifted_cube_is_the_shift_in_mm():
-    from slicreg_lite.metrics import hd95_per_label
+    from slicreg_lite.core.metrics import hd95_per_label
 
     target = np.zeros((20, 20, 20), dtype=np.uint8)
     target[5:15, 5:15, 5:15] = 4
@@ -381,7 +380,7 @@ def test_hd95_of_a_shifted_cube_is_the_shift_in_mm():
 
 
 def test_hd95_of_two_concentric_spheres_is_the_radius_difference():
-    from slicreg_lite.metrics import hd95_per_label
+    from slicreg_lite.core.metrics import hd95_per_label
 
     grid = np.indices((48, 48, 48))
     radius = np.sqrt(((grid - 24.0) ** 2).sum(0))
@@ -391,7 +390,7 @@ def test_hd95_of_two_concentric_spheres_is_the_radius_difference():
 
 
 def test_hd95_absent_labels_are_explicit():
-    from slicreg_lite.metrics import hd95_per_label
+    from slicreg_lite.core.metrics import hd95_per_label
 
     prediction = np.zeros((10, 12, 14), dtype=np.uint8)
     target = prediction.copy()
@@ -409,7 +408,7 @@ def test_hd95_absent_labels_are_explicit():
 @given(arrays(np.uint8, (6, 7, 8), elements=st.integers(0, 2)),
        arrays(np.uint8, (6, 7, 8), elements=st.integers(0, 2)))
 def test_hd95_is_symmetric_and_zero_on_itself(a, b):
-    from slicreg_lite.metrics import hd95_per_label
+    from slicreg_lite.core.metrics import hd95_per_label
 
     np.testing.assert_allclose(hd95_per_label(a, b, labels=[1, 2]),
                                hd95_per_label(b, a, labels=[1, 2]))
@@ -418,7 +417,7 @@ def test_hd95_is_symmetric_and_zero_on_itself(a, b):
 
 
 def test_tre_and_endpoint_error_of_known_fields():
-    from slicreg_lite.metrics import endpoint_error_map, target_registration_error
+    from slicreg_lite.core.metrics import endpoint_error_map, target_registration_error
 
     truth = np.zeros((3, 6, 7, 8))
     truth[0], truth[2] = 1.5, -2.0  # a translation, in voxels

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from slicreg_lite.config import NetworkConfig, get_config
-from slicreg_lite.networks import (
+from slicreg_lite.core.config import NetworkConfig, get_config
+from slicreg_lite.network.models import (
     ASPP3d,
     InvertedResidual3d,
     MobileNetV2Backbone3d,
@@ -79,7 +79,7 @@ def test_kaiming_initialisation_and_determinism():
 def test_prediction_entropy_is_zero_when_certain_and_one_when_clueless():
     import numpy as np
 
-    from slicreg_lite.networks import prediction_entropy
+    from slicreg_lite.network.models import prediction_entropy
 
     cfg = get_config("smoke")
     model = build_model("deeplab", "slic", cfg)

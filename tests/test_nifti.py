@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slicreg_lite.nifti import load_nifti, save_nifti
+from slicreg_lite.cohort.nifti import load_nifti, save_nifti
 
 SHAPE = (8, 9, 10)
 # A RAS+ affine with anisotropic voxels and an offset, as a real scan would have.
@@ -97,7 +97,7 @@ def test_load_nifti_names_a_truncated_file(tmp_path):
 
 
 def test_to_ras_keeps_every_voxel_at_its_world_position():
-    from slicreg_lite.nifti import to_ras
+    from slicreg_lite.cohort.nifti import to_ras
 
     rng = np.random.default_rng(1)
     data = rng.normal(size=(4, 5, 6))

@@ -109,9 +109,9 @@ def test_every_notebook_reads_its_data_from_the_environment():
 def own_scans(tmp_path_factory):
     """The smoke cohort as a folder of "your own" scans: named files, a split file, and
     labels under other names than the BTCV organs' (so no avg(4) column exists)."""
-    from slicreg_lite import stages
-    from slicreg_lite.config import RunSettings, get_config
-    from slicreg_lite.layouts import export_cohort
+    from slicreg_lite.cohort.layouts import export_cohort
+    from slicreg_lite.core.config import RunSettings, get_config
+    from slicreg_lite.pipeline import stages
 
     cfg = get_config("smoke")
     folder = tmp_path_factory.mktemp("own-scans")

@@ -7,15 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import center_of_mass
 
-from slicreg_lite.config import LARGE_ORGANS, NUM_LABELS, get_config
-from slicreg_lite.metrics import (
-    average_dice,
-    dice_per_label,
-    endpoint_error_map,
-    jacobian_determinant,
-    target_registration_error,
-)
-from slicreg_lite.phantom import (
+from slicreg_lite.cohort.phantom import (
     LANDMARKS,
     _draw_pose,
     corresponding_landmarks,
@@ -24,7 +16,16 @@ from slicreg_lite.phantom import (
     landmark_positions,
     true_displacement,
 )
-from slicreg_lite.spatial import warp_labels
+from slicreg_lite.core.config import get_config
+from slicreg_lite.core.labels import LARGE_ORGANS, NUM_LABELS
+from slicreg_lite.core.metrics import (
+    average_dice,
+    dice_per_label,
+    endpoint_error_map,
+    jacobian_determinant,
+    target_registration_error,
+)
+from slicreg_lite.core.spatial import warp_labels
 
 LITE = get_config("lite")
 SMOKE = get_config("smoke")
@@ -132,7 +133,7 @@ def test_bad_input():
 
 
 def test_export_nifti_round_trip(tmp_path):
-    from slicreg_lite.layouts import export_cohort, load_bcv
+    from slicreg_lite.cohort.layouts import export_cohort, load_bcv
 
     subjects = {i: generate_subject(i, SMOKE.phantom, SMOKE.grid) for i in (1, 38)}
     export_cohort(subjects, tmp_path)

@@ -7,10 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from slicreg_lite.config import LARGE_ORGANS, GridConfig, SplitConfig, get_config
-from slicreg_lite.nifti import save_nifti
-from slicreg_lite.phantom import generate_subject
-from slicreg_lite.preprocessing import (
+from slicreg_lite.cohort.nifti import save_nifti
+from slicreg_lite.cohort.phantom import generate_subject
+from slicreg_lite.cohort.preprocessing import (
     AIR_HU,
     crop_or_pad,
     crop_origin,
@@ -18,7 +17,9 @@ from slicreg_lite.preprocessing import (
     preprocess,
     soft_tissue_centre,
 )
-from slicreg_lite.subject import Subject
+from slicreg_lite.cohort.subject import Subject
+from slicreg_lite.core.config import GridConfig, SplitConfig, get_config
+from slicreg_lite.core.labels import LARGE_ORGANS
 
 
 def _world(affine, voxel):
@@ -112,8 +113,8 @@ SMOKE = get_config("smoke")
 
 def test_a_scan_on_the_grid_is_taken_as_it_is(tmp_path):
     """Exported phantom scans read back through a folder: pre-processing is the identity."""
-    from slicreg_lite.layouts import export_cohort
-    from slicreg_lite.sources import open_source
+    from slicreg_lite.cohort.layouts import export_cohort
+    from slicreg_lite.cohort.sources import open_source
 
     subjects = {i: generate_subject(i, SMOKE.phantom, SMOKE.grid) for i in (1, 2, 38)}
     export_cohort(subjects, tmp_path, layout="folder",
@@ -129,7 +130,7 @@ def test_a_scan_on_the_grid_is_taken_as_it_is(tmp_path):
 
 def _resample_onto(subject, affine, shape):
     """The subject's image (linear) and labels (nearest) on another grid of the world."""
-    from slicreg_lite.spatial import identity_grid, sample
+    from slicreg_lite.core.spatial import identity_grid, sample
 
     voxels = identity_grid(shape, dtype=np.float64).reshape(3, -1)
     world = affine[:3, :3] @ voxels + affine[:3, 3:]
@@ -148,7 +149,7 @@ def test_an_lps_anisotropic_scan_lands_on_the_grid_where_it_should(tmp_path):
     """A phantom scan rewritten as a scanner would store it: LPS, 4 x 4 x 10 mm voxels,
     another size and field of view. Read from a folder, each large organ's centre must
     land where it is in the world, within one voxel of the preset's grid."""
-    from slicreg_lite.sources import open_source
+    from slicreg_lite.cohort.sources import open_source
 
     fine = GridConfig(shape=(96, 84, 108), spacing_mm=4.0)  # the smoke field of view
     subjects = {i: generate_subject(i, SMOKE.phantom, fine) for i in (1, 4, 38)}

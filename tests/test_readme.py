@@ -25,7 +25,7 @@ def test_the_stored_run_is_a_lite_run_with_both_slicreg_rows(tool):
 
     content = json.loads(tool.STORED.read_text())
     assert content["preset"] == "lite" and content["data"] == "phantom"
-    assert list(content["methods"]) == list(evaluation.METHODS)
+    assert list(content["methods"]) == [m.label for m in evaluation.METHODS]
     for row in (evaluation.SLIC_REG, evaluation.CENTRE_FIT):
         assert content["methods"][row]["dice"]["avg(4)"][0] > 0
 

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from slicreg_lite import stages
-from slicreg_lite.__main__ import main
-from slicreg_lite.config import RunSettings, get_config
-from slicreg_lite.metrics import average_dice, dice_per_label
-from slicreg_lite.nifti import save_nifti
-from slicreg_lite.register import register_scans
+from slicreg_lite.apps.cli import main
+from slicreg_lite.apps.register import register_scans
+from slicreg_lite.cohort.nifti import save_nifti
+from slicreg_lite.core.config import RunSettings, get_config
+from slicreg_lite.core.metrics import average_dice, dice_per_label
+from slicreg_lite.pipeline import stages
 
 SMOKE = get_config("smoke")
 LITE = get_config("lite")
@@ -19,7 +19,7 @@ QUIET = RunSettings(jobs=1, progress=False)
 
 def _resample_onto(subject, affine, shape):
     """A subject's image (linear) and labels (nearest) on another grid of the world."""
-    from slicreg_lite.spatial import identity_grid, sample, voxel_to_world, world_to_voxel
+    from slicreg_lite.core.spatial import identity_grid, sample, voxel_to_world, world_to_voxel
 
     voxels = identity_grid(shape, dtype=np.float64).reshape(3, -1)
     source = world_to_voxel(subject.affine, voxel_to_world(affine, voxels))
@@ -58,8 +58,8 @@ def lite_scans(tmp_path_factory):
 
 def _avg4_before(folder, fixed):
     """avg(4) Dice of the moving labels put onto the fixed grid by world position alone."""
-    from slicreg_lite.nifti import load_nifti
-    from slicreg_lite.subject import Subject
+    from slicreg_lite.cohort.nifti import load_nifti
+    from slicreg_lite.cohort.subject import Subject
 
     labels, affine = load_nifti(folder / "moving_labels.nii.gz", canonical=False)
     _, placed = _resample_onto(Subject(0, labels, labels, affine), fixed.affine, fixed.shape)
@@ -166,7 +166,7 @@ def test_an_unwritable_out_folder(scans, tmp_path, capsys):
 
 def test_no_trained_network_for_the_data_is_an_error_not_a_training(scans, tmp_path,
                                                                      monkeypatch, capsys):
-    from slicreg_lite import weights
+    from slicreg_lite.pipeline import weights
 
     folder, _ = scans
     monkeypatch.setattr(weights, "weights_dir", lambda: tmp_path / "no_weights")
@@ -182,7 +182,7 @@ def test_a_scan_unlike_the_training_scans_is_reported_unreliable(tmp_path, capsy
     """An exported phantom scan is registered without a warning; the same scan with its
     intensities remapped as a real CT's would differ gets a warning that says what to do
     instead, on the command line and as "reliable": false in report.json."""
-    from slicreg_lite.registration import UntrustedResultWarning
+    from slicreg_lite.methods import UntrustedResultWarning
 
     stages.network(SMOKE, "phantom", run=QUIET)  # register never trains: seconds under smoke
     scan = stages.cohort(SMOKE, "phantom", (4,), run=QUIET)[4]
@@ -205,7 +205,7 @@ def test_a_scan_unlike_the_training_scans_is_reported_unreliable(tmp_path, capsy
 
 
 def test_a_folding_field_is_reported_unreliable():
-    from slicreg_lite.metrics import jacobian_stats, unreliable_reasons
+    from slicreg_lite.core.metrics import jacobian_stats, unreliable_reasons
 
     smooth = np.zeros((3, 12, 12, 12), np.float32)
     assert unreliable_reasons(jacobian_stats(smooth)) == []

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from slicreg_lite import stages
-from slicreg_lite.config import RunSettings, get_config
-from slicreg_lite.metrics import dice_per_label
-from slicreg_lite.registration import Registration, RegressionBaseline, SlicReg, Teacher
+from slicreg_lite.core.config import RunSettings, get_config
+from slicreg_lite.core.metrics import dice_per_label
+from slicreg_lite.methods import Registration, SlicReg
+from slicreg_lite.pipeline import load_method, stages
 
 SMOKE = get_config("smoke")
 QUIET = RunSettings(jobs=1, progress=False)
@@ -15,10 +15,9 @@ QUIET = RunSettings(jobs=1, progress=False)
 @pytest.fixture(scope="module")
 def methods():
     # the suite's cache (conftest): the notebooks reuse the smoke networks trained here
-    return {"slicreg": SlicReg.load(SMOKE, "phantom", run=QUIET),
-            "regression": RegressionBaseline.load(SMOKE, "phantom", backbone="unet",
-                                                  run=QUIET),
-            "teacher": Teacher.load(SMOKE, "phantom", run=QUIET),
+    return {"slicreg": load_method(SMOKE, "phantom", "slicreg", run=QUIET),
+            "regression": load_method(SMOKE, "phantom", "unet-regression", run=QUIET),
+            "teacher": load_method(SMOKE, "phantom", "teacher", run=QUIET),
             "subjects": stages.cohort(SMOKE, "phantom", (1, 38), run=QUIET)}
 
 
@@ -134,7 +133,7 @@ def test_a_scan_unlike_the_training_scans_is_flagged_and_a_phantom_scan_is_not(m
     """A phantom scan as a real CT would look to the network (its intensities remapped:
     less contrast, other fat and bone values, more noise) gets a warning that says what to
     do instead; the phantom's own scans, test and validation alike, do not."""
-    from slicreg_lite.registration import UntrustedResultWarning
+    from slicreg_lite.methods import UntrustedResultWarning
 
     slicreg = methods["slicreg"]
     held_out = (*SMOKE.split.evaluation_ids, *SMOKE.split.validation_ids)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from slicreg_lite import adamreg, regression
-from slicreg_lite.config import get_config
+from slicreg_lite import alignment
+from slicreg_lite.alignment import regression
+from slicreg_lite.core.config import get_config
 
 CFG = get_config("smoke")
 
@@ -17,7 +18,7 @@ def test_inversion_at_points_undoes_a_smooth_field():
     points = np.random.default_rng(0).uniform(4, 15, (30, 3))
     u = regression.invert_at_points(v, points, iterations=20)
     # p + u is the moving voxel y with y + v(y) = p
-    from slicreg_lite.spatial import sample
+    from slicreg_lite.core.spatial import sample
     y = points + u
     back = y + sample(v.astype(np.float32), y.T.astype(np.float32)).T
     np.testing.assert_allclose(back, points, atol=1e-3)
@@ -26,7 +27,7 @@ def test_inversion_at_points_undoes_a_smooth_field():
 def test_random_walk_keeps_constants_and_removes_noise():
     rng = np.random.default_rng(1)
     points = rng.uniform(0, 30, (200, 3))
-    graph = adamreg.keypoint_graph(points, 6)
+    graph = alignment.keypoint_graph(points, 6)
     constant = np.tile([1.0, -2.0, 0.5], (200, 1))
     np.testing.assert_allclose(regression.random_walk(constant, graph, 3.0), constant,
                                atol=1e-9)
@@ -44,7 +45,7 @@ def test_random_walk_keeps_constants_and_removes_noise():
 def test_register_recovers_a_predicted_translation():
     from tests.test_adamreg import voronoi_layers
 
-    template = adamreg.prepare_template(voronoi_layers(), CFG)
+    template = alignment.prepare_template(voronoi_layers(), CFG)
     # the network says: every moving voxel lies 2 voxels further along d in the template
     field = np.zeros((3, 16, 14, 18), np.float32)  # on a coarser (network) grid
     field[0] = 2.0 * (16 - 1) / (32 - 1)  # 2 voxels of the supervoxel grid, in its units
@@ -81,7 +82,7 @@ def test_the_field_outside_the_body_is_never_read():
     assert np.isnan(u[40:]).all()
     # the fixed-point steps alone from u = 0, reading v everywhere (as this baseline once
     # did): points whose first read falls outside the ball go astray
-    from slicreg_lite.spatial import sample
+    from slicreg_lite.core.spatial import sample
 
     astray = np.zeros_like(inside)
     for _ in range(10):
@@ -92,7 +93,7 @@ def test_the_field_outside_the_body_is_never_read():
 def test_keypoints_without_a_value_take_their_neighbours_motion():
     from tests.test_adamreg import voronoi_layers
 
-    template = adamreg.prepare_template(voronoi_layers(), CFG)
+    template = alignment.prepare_template(voronoi_layers(), CFG)
     field = np.full((3, *template.shape), 500.0, np.float32)  # nonsense everywhere ...
     body = np.zeros(template.shape, bool)
     body[4:16, 4:24, 4:32] = True  # half the keypoints' partners lie beyond it

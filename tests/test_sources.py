@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from slicreg_lite.config import get_config
-from slicreg_lite.layouts import learn2reg_subject_id, load_bcv, load_learn2reg
-from slicreg_lite.nifti import save_nifti
-from slicreg_lite.sources import open_source
+from slicreg_lite.cohort.layouts import learn2reg_subject_id, load_bcv, load_learn2reg
+from slicreg_lite.cohort.nifti import save_nifti
+from slicreg_lite.cohort.sources import open_source
+from slicreg_lite.core.config import get_config
 
 SHAPE = (8, 9, 10)
 # A RAS+ affine with anisotropic voxels and an offset, as a real scan would have.

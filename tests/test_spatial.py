@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 
-from slicreg_lite import spatial
+from slicreg_lite.core import spatial
 
 shapes = st.tuples(*[st.integers(2, 12)] * 3)
 

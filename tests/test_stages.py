@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from slicreg_lite import cache as cache_module
-from slicreg_lite import stages, weights
-from slicreg_lite.config import RunSettings, get_config
-from slicreg_lite.layouts import export_cohort
-from slicreg_lite.sources import open_source
+from slicreg_lite.cohort.layouts import export_cohort
+from slicreg_lite.cohort.sources import open_source
+from slicreg_lite.core.config import RunSettings, get_config
+from slicreg_lite.pipeline import cache as cache_module
+from slicreg_lite.pipeline import stages, weights
 
 SMOKE = get_config("smoke")
 LITE = get_config("lite")

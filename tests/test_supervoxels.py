@@ -10,9 +10,9 @@ from scipy.ndimage import gaussian_filter
 from skimage.measure import label as connected_components
 
 from slicreg_lite import supervoxels as sv
-from slicreg_lite.config import get_config
-from slicreg_lite.metrics import dice
-from slicreg_lite.phantom import generate_subject
+from slicreg_lite.cohort.phantom import generate_subject
+from slicreg_lite.core.config import get_config
+from slicreg_lite.core.metrics import dice
 
 SMOKE = get_config("smoke")
 LITE = get_config("lite")

@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 
-from slicreg_lite.config import LARGE_ORGANS, get_config
-from slicreg_lite.metrics import average_dice, dice_per_label, jacobian_stats
-from slicreg_lite.phantom import generate_subject
-from slicreg_lite.spatial import affine_to_displacement, invert, warp_image, warp_labels
+from slicreg_lite.cohort.phantom import generate_subject
+from slicreg_lite.core.config import get_config
+from slicreg_lite.core.labels import LARGE_ORGANS
+from slicreg_lite.core.metrics import average_dice, dice_per_label, jacobian_stats
+from slicreg_lite.core.spatial import affine_to_displacement, invert, warp_image, warp_labels
 from slicreg_lite.supervoxels import body_mask
-from slicreg_lite.teacher import discrete as D
-from slicreg_lite.teacher import register
+from slicreg_lite.teacher import grid, reference, register
 from slicreg_lite.teacher.affine import fit_affine
 from slicreg_lite.teacher.mind import mind_ssc
 
@@ -59,7 +59,7 @@ def test_distance_transform_1d_equals_brute_force(n, weight, seed):
     costs = np.random.default_rng(seed).normal(0, 5, (9, n))
     labels = np.arange(n)
     brute = (costs[:, None, :] + weight * (labels[:, None] - labels[None]) ** 2).min(-1)
-    np.testing.assert_allclose(D.distance_transform_1d(costs, weight), brute, atol=1e-9)
+    np.testing.assert_allclose(reference.distance_transform_1d(costs, weight), brute, atol=1e-9)
 
 
 @given(st.integers(1, 12), st.floats(0.01, 10.0), st.integers(0, 2**31 - 1),
@@ -73,7 +73,7 @@ def test_distance_transform_1d_with_offsets_equals_brute_force(n, weight, seed, 
     labels = np.arange(n)
     target = labels[None, :, None] + offsets[:, None, None]  # (line, i, j)
     brute = (costs[:, None, :] + weight * (target - labels[None, None]) ** 2).min(-1)
-    np.testing.assert_allclose(D.distance_transform_1d(costs, weight, offsets), brute,
+    np.testing.assert_allclose(reference.distance_transform_1d(costs, weight, offsets), brute,
                                atol=1e-8)
 
 
@@ -83,7 +83,7 @@ def test_distance_transform_3d_equals_brute_force_message():
     grid = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)
     penalty = ((grid[:, None] - grid[None]) ** 2).sum(-1)
     brute = (costs.reshape(5, 1, -1) + 0.6 * penalty[None]).min(-1)
-    np.testing.assert_allclose(D.distance_transform(costs, 0.6).reshape(5, -1), brute,
+    np.testing.assert_allclose(reference.distance_transform(costs, 0.6).reshape(5, -1), brute,
                                atol=1e-9)
 
 
@@ -101,7 +101,7 @@ def test_belief_propagation_on_a_small_tree_equals_brute_force():
             0.7 * ((grid[labels[p]] - grid[labels[parents[p]]]) ** 2).sum() for p in range(1, 6))
         if energy < best_energy:
             best, best_energy = labels, energy
-    found = D.tree_belief_propagation(unary, order, parents, label_shape, 0.7)
+    found = reference.tree_belief_propagation(unary, order, parents, label_shape, 0.7)
     assert tuple(found) == best
 
 
@@ -124,7 +124,7 @@ def test_belief_propagation_with_offsets_equals_brute_force():
             for p in range(1, 6))
 
     best = min(itertools.product(range(6), repeat=6), key=energy)
-    assert tuple(D.tree_belief_propagation(unary, order, parents, label_shape, 0.9,
+    assert tuple(reference.tree_belief_propagation(unary, order, parents, label_shape, 0.9,
                                            offsets)) == best
     assert tuple(tree_belief_propagation_compiled(unary, order, parents, label_shape, 0.9,
                                                   offsets)) == best
@@ -138,8 +138,8 @@ def test_belief_propagation_with_offsets_equals_brute_force():
 
 
 def test_spanning_tree_spans_the_grid(scan):
-    points, grid_shape = D.control_points(scan.shape, 6)
-    order, parents = D.minimum_spanning_tree(torch.from_numpy(scan.image), points, grid_shape, 6)
+    points, grid_shape = grid.control_points(scan.shape, 6)
+    order, parents = grid.minimum_spanning_tree(torch.from_numpy(scan.image), points, grid_shape, 6)
     assert sorted(order) == list(range(len(points)))  # every control point is in the tree
     assert (parents == -1).sum() == 1
     # tree edges join 6-neighbours of the grid
@@ -150,15 +150,15 @@ def test_spanning_tree_spans_the_grid(scan):
 
 @pytest.mark.parametrize("spacing", [3, 4, 5, 7, 12])
 def test_patch_samples(spacing):
-    eight, box = D.patch_offsets(spacing)
+    eight, box = grid.patch_offsets(spacing)
     assert eight.shape == (8, 3) and box == 2 * max(1, spacing // 4) + 1
     assert not eight.sum(0).any()  # symmetric around the control point
-    many, single = D.patch_offsets(spacing, 27, smooth=False)
+    many, single = grid.patch_offsets(spacing, 27, smooth=False)
     assert len({tuple(o) for o in many}) == 27 and single == 1
     assert not many.sum(0).any() and [0, 0, 0] in many.tolist()
-    assert D.patch_offsets(spacing, 27)[1] == box
+    assert grid.patch_offsets(spacing, 27)[1] == box
     with pytest.raises(ValueError, match="samples must be 8 or 27"):
-        D.patch_offsets(spacing, 9)
+        grid.patch_offsets(spacing, 9)
 
 
 def test_real_ct_settings_recover_a_known_translation(scan):
@@ -180,10 +180,11 @@ def test_cost_volume_is_lowest_at_the_true_shift(scan):
     features = mind_ssc(scan.image)
     shift = (1, -2, 1)
     moved = torch.roll(features, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-    offsets, _ = D.patch_offsets(6)
-    cost = D.cost_volume(features, moved, spacing=6, radius=3, quantisation=1, offsets=offsets)
-    labels = D.displacement_labels(3, 1)
-    points, _ = D.control_points(scan.shape, 6)
+    offsets, _ = grid.patch_offsets(6)
+    cost = reference.cost_volume(features, moved, spacing=6, radius=3, quantisation=1,
+                                 offsets=offsets)
+    labels = grid.displacement_labels(3, 1)
+    points, _ = grid.control_points(scan.shape, 6)
     inside = (points >= 6).all(1) & (points < np.array(scan.shape) - 6).all(1)
     winners = labels[cost[torch.from_numpy(inside)].argmin(1).numpy()]
     # features(x) = moved(x - shift): the best label of an inner point is -shift... or the
@@ -300,8 +301,8 @@ def test_compiled_belief_propagation_equals_the_numpy_reference(seed, side, weig
 
     rng = np.random.default_rng(seed)
     image = torch.from_numpy(rng.normal(size=(20, 18, 22)).astype(np.float32))
-    points, grid_shape = D.control_points(image.shape, 3)
-    order, parents = D.minimum_spanning_tree(image, points, grid_shape, 3)
+    points, grid_shape = grid.control_points(image.shape, 3)
+    order, parents = grid.minimum_spanning_tree(image, points, grid_shape, 3)
     unary = rng.normal(0, 3, (len(points), int(np.prod(side)))).astype(np.float32)
     if ties:  # whole-number costs: many labels cost the same
         unary = np.round(unary)
@@ -309,7 +310,7 @@ def test_compiled_belief_propagation_equals_the_numpy_reference(seed, side, weig
     if offsets != "none":
         shifts = rng.normal(0, 1.5, (len(points), 3))
         shifts = np.round(shifts) if offsets == "whole" else shifts
-    expected = D.tree_belief_propagation(unary, order, parents, side, weight, shifts)
+    expected = reference.tree_belief_propagation(unary, order, parents, side, weight, shifts)
     found = tree_belief_propagation_compiled(unary, order, parents, side, weight, shifts)
     assert np.array_equal(found, expected)  # the same arithmetic: identical labels
 
@@ -325,10 +326,10 @@ def test_compiled_cost_volume_equals_the_torch_reference(seed, spacing, radius,
     shape = tuple(int(n) for n in rng.integers(5, 19, 3))  # not multiples of the spacing
     fixed = torch.from_numpy(rng.random((channels, *shape), dtype=np.float32))
     moving = torch.from_numpy(rng.random((channels, *shape), dtype=np.float32))
-    offsets, _ = D.patch_offsets(spacing)
+    offsets, _ = grid.patch_offsets(spacing)
     arguments = dict(spacing=spacing, radius=radius, quantisation=quantisation,
                      offsets=offsets)
-    expected = D.cost_volume(fixed, moving, **arguments)
+    expected = reference.cost_volume(fixed, moving, **arguments)
     found = cost_volume_compiled(fixed, moving, **arguments)
     assert found.shape == expected.shape and found.dtype == torch.float32
     # channels summed in another order than torch's: equal up to float32 rounding
@@ -345,7 +346,7 @@ def test_kernels_compile_in_a_fresh_process(tmp_path):
     import sys
 
     script = ("import numpy as np; from slicreg_lite.teacher import register; "
-              "from slicreg_lite.config import get_config; "
+              "from slicreg_lite.core.config import get_config; "
               "r = register(np.random.default_rng(0).normal(size=(20, 18, 22)) * 100, "
               "np.random.default_rng(1).normal(size=(20, 18, 22)) * 100, "
               "get_config('smoke').teacher); print(r.displacement.shape)")

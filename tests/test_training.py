@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from slicreg_lite.config import NetworkConfig, RunSettings, TrainingConfig
-from slicreg_lite.networks import build_model
-from slicreg_lite.training import (
+from slicreg_lite.core.config import NetworkConfig, RunSettings, TrainingConfig
+from slicreg_lite.network.models import build_model
+from slicreg_lite.network.training import (
     SupervoxelDataset,
     TrainingSample,
     augment,

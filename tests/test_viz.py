@@ -1,4 +1,4 @@
-"""Tests of slicreg_lite.viz: orientation, checkerboards and the figure helpers."""
+"""Tests of slicreg_lite.display: orientation, checkerboards and the figure helpers."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from slicreg_lite import viz
-from slicreg_lite.config import NUM_LABELS
-from slicreg_lite.metrics import DiceTable
+from slicreg_lite import display
+from slicreg_lite.core.labels import NUM_LABELS
 
 matplotlib.use("Agg")  # draw off-screen: tests have no display
 
@@ -50,13 +49,13 @@ def marker_volume(position) -> np.ndarray:
 
 def marker_in_view(position, axis) -> tuple[int, int]:
     """(row, column) where a single bright voxel appears in the view."""
-    view = viz.view_slice(marker_volume(position), axis=axis, index=position[axis])
+    view = display.view_slice(marker_volume(position), axis=axis, index=position[axis])
     rows, columns = np.nonzero(view)
     return int(rows[0]), int(columns[0])
 
 
 def test_axial_view_anterior_top_patient_right_on_viewer_left():
-    view = viz.view_slice(np.zeros(SHAPE), axis=2)
+    view = display.view_slice(np.zeros(SHAPE), axis=2)
     assert view.shape == (SHAPE[1], SHAPE[0])  # rows: posterior-anterior, columns: L-R
     last_d, last_h = SHAPE[0] - 1, SHAPE[1] - 1
     # most anterior (high axis 1) and most right (high axis 0): the top-left corner.
@@ -66,22 +65,22 @@ def test_axial_view_anterior_top_patient_right_on_viewer_left():
 
 
 def test_coronal_view_superior_top_patient_right_on_viewer_left():
-    assert viz.view_slice(np.zeros(SHAPE), axis=1).shape == (SHAPE[2], SHAPE[0])
+    assert display.view_slice(np.zeros(SHAPE), axis=1).shape == (SHAPE[2], SHAPE[0])
     assert marker_in_view((SHAPE[0] - 1, 3, SHAPE[2] - 1), axis=1) == (0, 0)
     assert marker_in_view((0, 3, 0), axis=1) == (SHAPE[2] - 1, SHAPE[0] - 1)
 
 
 def test_sagittal_view_superior_top_anterior_on_the_left():
-    assert viz.view_slice(np.zeros(SHAPE), axis=0).shape == (SHAPE[2], SHAPE[1])
+    assert display.view_slice(np.zeros(SHAPE), axis=0).shape == (SHAPE[2], SHAPE[1])
     assert marker_in_view((4, SHAPE[1] - 1, SHAPE[2] - 1), axis=0) == (0, 0)
     assert marker_in_view((4, 0, 0), axis=0) == (SHAPE[2] - 1, SHAPE[1] - 1)
 
 
 def test_view_slice_middle_by_default_and_copies():
     volume = np.arange(np.prod(SHAPE), dtype=float).reshape(SHAPE)
-    np.testing.assert_array_equal(viz.view_slice(volume, 2),
-                                  viz.view_slice(volume, 2, SHAPE[2] // 2))
-    view = viz.view_slice(volume, 0, 1)
+    np.testing.assert_array_equal(display.view_slice(volume, 2),
+                                  display.view_slice(volume, 2, SHAPE[2] // 2))
+    view = display.view_slice(volume, 0, 1)
     view[:] = -1
     assert volume.min() == 0  # the volume is untouched
 
@@ -95,66 +94,66 @@ def test_view_slice_middle_by_default_and_copies():
 ])
 def test_view_slice_rejects_bad_input(volume, axis, index, message):
     with pytest.raises(ValueError, match=message):
-        viz.view_slice(volume, axis, index)
+        display.view_slice(volume, axis, index)
 
 
 # --------------------------------------------------------------------------------- colours
 def test_label_colors_distinct_and_background_transparent():
-    colors = np.array(viz.LABEL_COLORS)
+    colors = np.array(display.LABEL_COLORS)
     assert colors.shape == (NUM_LABELS + 1, 4)
     assert colors[0, 3] == 0.0 and (colors[1:, 3] == 1.0).all()
     closest = min(np.linalg.norm(colors[i, :3] - colors[j, :3])
                   for i, j in itertools.combinations(range(1, NUM_LABELS + 1), 2))
     assert closest > 0.25
-    colormap = viz.label_colormap()
+    colormap = display.label_colormap()
     assert isinstance(colormap, ListedColormap) and colormap.N == NUM_LABELS + 1
 
 
 # ----------------------------------------------------------------------------- slice views
 def test_show_slice_draws_image_and_overlay(ct, organs):
-    ax = viz.show_slice(ct, organs, axis=1, index=3)
+    ax = display.show_slice(ct, organs, axis=1, index=3)
     assert isinstance(ax, Axes)
     image, overlay = ax.get_images()
-    np.testing.assert_array_equal(image.get_array(), viz.view_slice(ct, 1, 3))
-    np.testing.assert_array_equal(overlay.get_array(), viz.view_slice(organs, 1, 3))
+    np.testing.assert_array_equal(image.get_array(), display.view_slice(ct, 1, 3))
+    np.testing.assert_array_equal(overlay.get_array(), display.view_slice(organs, 1, 3))
     assert image.get_clim() == (-200.0, 300.0)
     assert ax.get_title() == "coronal 3"
-    assert len(viz.show_slice(ct, window=None, title="x").get_images()) == 1
+    assert len(display.show_slice(ct, window=None, title="x").get_images()) == 1
 
 
 def test_show_slice_rejects_bad_input(ct, organs):
     with pytest.raises(ValueError, match=r"labels must have the image's shape"):
-        viz.show_slice(ct, organs[:, :, :5])
+        display.show_slice(ct, organs[:, :, :5])
     with pytest.raises(ValueError, match=r"labels must have values in 0\.\.13; got .*20"):
-        viz.show_slice(ct, organs + 20)
+        display.show_slice(ct, organs + 20)
     with pytest.raises(ValueError, match=r"window must be \(low, high\) with low < high"):
-        viz.show_slice(ct, window=(300, -200))
+        display.show_slice(ct, window=(300, -200))
     with pytest.raises(ValueError, match="image must be a 3D array"):
-        viz.show_slice(ct[0])
+        display.show_slice(ct[0])
 
 
 def test_show_orthogonal_three_views(ct, organs):
-    figure = viz.show_orthogonal(ct, organs, point=(1, 2, 3))
+    figure = display.show_orthogonal(ct, organs, point=(1, 2, 3))
     assert isinstance(figure, Figure)
     titles = [ax.get_title() for ax in figure.axes]
     assert titles == ["axial 3", "coronal 2", "sagittal 1"]
     shapes = [ax.get_images()[0].get_array().shape for ax in figure.axes]
     assert shapes == [(SHAPE[1], SHAPE[0]), (SHAPE[2], SHAPE[0]), (SHAPE[2], SHAPE[1])]
     with pytest.raises(ValueError, match=r"point\[1\] must be in 0\.\.7; got 8"):
-        viz.show_orthogonal(ct, point=(1, 8, 3))
+        display.show_orthogonal(ct, point=(1, 8, 3))
     with pytest.raises(ValueError, match=r"point must be 3 voxel indices"):
-        viz.show_orthogonal(ct, point=(1, 2))
+        display.show_orthogonal(ct, point=(1, 2))
 
 
 def test_show_subjects_side_by_side(ct, organs):
-    figure = viz.show_subjects([ct, ct + 1], [organs, None], ["#1", "#38"], index=4)
+    figure = display.show_subjects([ct, ct + 1], [organs, None], ["#1", "#38"], index=4)
     assert isinstance(figure, Figure)
     assert [ax.get_title() for ax in figure.axes] == ["#1", "#38"]
     assert [len(ax.get_images()) for ax in figure.axes] == [2, 1]
     with pytest.raises(ValueError, match=r"titles must have one entry per image \(2\); got 1"):
-        viz.show_subjects([ct, ct], titles=["only one"])
+        display.show_subjects([ct, ct], titles=["only one"])
     with pytest.raises(ValueError, match="images must hold at least one volume"):
-        viz.show_subjects([])
+        display.show_subjects([])
 
 
 # --------------------------------------------------------------------------- checkerboard
@@ -165,28 +164,28 @@ def test_checkerboard_exact_pattern():
     expected = np.array([[0, 0, 0, 1, 1],
                          [0, 0, 0, 1, 1],
                          [1, 1, 1, 0, 0]])
-    np.testing.assert_array_equal(viz.checkerboard(a, b, tiles=2), expected)
-    np.testing.assert_array_equal(viz.checkerboard(a, b, tiles=1), a)
-    pixels = viz.checkerboard(a, b, tiles=3)
+    np.testing.assert_array_equal(display.checkerboard(a, b, tiles=2), expected)
+    np.testing.assert_array_equal(display.checkerboard(a, b, tiles=1), a)
+    pixels = display.checkerboard(a, b, tiles=3)
     assert pixels[0, 0] == 0 and pixels[0, 4] == 0 and pixels[1, 2] == 0 and pixels[1, 0] == 1
 
 
 def test_checkerboard_rejects_bad_input():
     with pytest.raises(ValueError, match=r"a \(2, 2\) and b \(2, 3\)"):
-        viz.checkerboard(np.zeros((2, 2)), np.zeros((2, 3)))
+        display.checkerboard(np.zeros((2, 2)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"b must be a 2D slice; got shape \(2, 2, 2\)"):
-        viz.checkerboard(np.zeros((2, 2)), np.zeros((2, 2, 2)))
+        display.checkerboard(np.zeros((2, 2)), np.zeros((2, 2, 2)))
     with pytest.raises(ValueError, match=r"tiles must be an integer in 1\.\.2 .*got 3"):
-        viz.checkerboard(np.zeros((2, 2)), np.zeros((2, 2)), tiles=3)
+        display.checkerboard(np.zeros((2, 2)), np.zeros((2, 2)), tiles=3)
 
 
 def test_show_checkerboard(ct):
-    ax = viz.show_checkerboard(ct, -ct, axis=0, index=2, tiles=4)
+    ax = display.show_checkerboard(ct, -ct, axis=0, index=2, tiles=4)
     shown = ax.get_images()[0].get_array()
-    expected = viz.checkerboard(viz.view_slice(ct, 0, 2), viz.view_slice(-ct, 0, 2), 4)
+    expected = display.checkerboard(display.view_slice(ct, 0, 2), display.view_slice(-ct, 0, 2), 4)
     np.testing.assert_array_equal(shown, expected)
     with pytest.raises(ValueError, match=r"moving must have the shape of fixed"):
-        viz.show_checkerboard(ct, ct[:5])
+        display.show_checkerboard(ct, ct[:5])
 
 
 # ------------------------------------------------------------------------------- the grid
@@ -196,7 +195,7 @@ def grid_lines(ax) -> list[np.ndarray]:
 
 
 def test_deformation_grid_of_zero_field_is_regular():
-    ax = viz.show_deformation_grid(np.zeros((3, *SHAPE)), axis=2, step=4)
+    ax = display.show_deformation_grid(np.zeros((3, *SHAPE)), axis=2, step=4)
     lines = grid_lines(ax)
     # axial view: lines at d = 0, 4, 8 (3 of them) and at h = 0, 4 (2 of them).
     assert len(lines) == 3 + 2
@@ -210,51 +209,35 @@ def test_deformation_grid_follows_view_orientation(ct):
     field = np.zeros((3, *SHAPE))
     field[1] = 2.0  # two voxels towards anterior: up in the axial view
     field[0] = 1.0  # one voxel towards the patient's right: left in the axial view
-    lines = grid_lines(viz.show_deformation_grid(field, axis=2, step=4, background=ct))
-    still = grid_lines(viz.show_deformation_grid(np.zeros_like(field), axis=2, step=4))
+    lines = grid_lines(display.show_deformation_grid(field, axis=2, step=4, background=ct))
+    still = grid_lines(display.show_deformation_grid(np.zeros_like(field), axis=2, step=4))
     for moved, regular in zip(lines, still):
         np.testing.assert_allclose(moved - regular, np.broadcast_to([-1.0, -2.0], moved.shape))
 
 
 def test_deformation_grid_rejects_bad_input(ct):
     with pytest.raises(ValueError, match=r"displacement must have shape \(3, D, H, W\)"):
-        viz.show_deformation_grid(np.zeros(SHAPE))
+        display.show_deformation_grid(np.zeros(SHAPE))
     with pytest.raises(ValueError, match=r"index must be in 0\.\.11; got 12"):
-        viz.show_deformation_grid(np.zeros((3, *SHAPE)), index=12)
+        display.show_deformation_grid(np.zeros((3, *SHAPE)), index=12)
     with pytest.raises(ValueError, match="step must be a positive integer"):
-        viz.show_deformation_grid(np.zeros((3, *SHAPE)), step=0)
+        display.show_deformation_grid(np.zeros((3, *SHAPE)), step=0)
     with pytest.raises(ValueError, match="background must have the field's spatial shape"):
-        viz.show_deformation_grid(np.zeros((3, *SHAPE)), background=ct[:4])
+        display.show_deformation_grid(np.zeros((3, *SHAPE)), background=ct[:4])
     field = np.zeros((3, *SHAPE))
     field[0, 0, 0, 0] = np.inf
     with pytest.raises(ValueError, match="displacement contains NaN or Inf"):
-        viz.show_deformation_grid(field)
+        display.show_deformation_grid(field)
 
 
 # -------------------------------------------------------------------------------- extras
 def test_overlay_contours_one_set_per_label(ct, organs):
-    ax = viz.show_slice(ct, axis=2, index=4)
-    labels_2d = viz.view_slice(organs, axis=2, index=4)  # liver and right kidney
+    ax = display.show_slice(ct, axis=2, index=4)
+    labels_2d = display.view_slice(organs, axis=2, index=4)  # liver and right kidney
     before = len(ax.collections)
-    assert viz.overlay_contours(ax, labels_2d, linestyle="dashed") is ax
+    assert display.overlay_contours(ax, labels_2d, linestyle="dashed") is ax
     assert len(ax.collections) - before == 2
     with pytest.raises(ValueError, match=r"labels_2d must be a 2D label slice"):
-        viz.overlay_contours(ax, organs)
+        display.overlay_contours(ax, organs)
     with pytest.raises(ValueError, match=r"labels_2d must have values in 0\.\.13"):
-        viz.overlay_contours(ax, labels_2d + 14)
-
-
-def test_show_dice_bars_from_table_dict_and_array():
-    table = DiceTable()
-    table.add("initial", 1, np.full(NUM_LABELS, 0.2))
-    table.add("Slic-Reg", 1, np.full(NUM_LABELS, 0.6))
-    ax = viz.show_dice_bars(table, title="Dice")
-    assert len(ax.patches) == 2 * NUM_LABELS
-    assert ax.patches[NUM_LABELS].get_height() == pytest.approx(60.0)
-    scores = np.full((3, NUM_LABELS), 0.5)
-    scores[:, 3] = np.nan  # an absent label gets no bar
-    ax = viz.show_dice_bars({"a": scores, "b": scores[0]})
-    assert len(ax.patches) == 2 * NUM_LABELS and ax.patches[3].get_height() == 0.0
-    assert isinstance(viz.show_dice_bars(np.full(NUM_LABELS, 0.3)), Axes)
-    with pytest.raises(ValueError, match=r"scores of 'Dice' must have shape \(13,\)"):
-        viz.show_dice_bars(np.zeros(5))
+        display.overlay_contours(ax, labels_2d + 14)

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from slicreg_lite.config import get_config
-from slicreg_lite.phantom import generate_subject
-from slicreg_lite.viz import view_slice
-from slicreg_lite.widgets import LatestOnly, SliceViewer, SupervoxelExplorer
+from slicreg_lite.cohort.phantom import generate_subject
+from slicreg_lite.core.config import get_config
+from slicreg_lite.display import LatestOnly, SliceViewer, SupervoxelExplorer, view_slice
 
 matplotlib.use("Agg")
 
@@ -64,7 +63,7 @@ def test_supervoxel_explorer_recomputes_on_slider_change(subjects):
 
 
 def test_teacher_explorer_registers_once_per_alpha(subjects):
-    from slicreg_lite.widgets import TeacherExplorer
+    from slicreg_lite.display import TeacherExplorer
 
     cfg = get_config("smoke").teacher
     explorer = TeacherExplorer(subjects[1], subjects[38], cfg)
@@ -84,11 +83,11 @@ def test_teacher_explorer_registers_once_per_alpha(subjects):
 def adam_panel(subjects):
     """Notebook 04's panel on two smoke subjects: an untrained network, the moving scan's
     own SLIC layers as its 'prediction'."""
-    from slicreg_lite import adamreg
-    from slicreg_lite.networks import build_model
-    from slicreg_lite.registration import SlicReg
+    from slicreg_lite import alignment
+    from slicreg_lite.display import AdamExplorer
+    from slicreg_lite.methods import SlicReg
+    from slicreg_lite.network.models import build_model
     from slicreg_lite.supervoxels import body_mask, slic_layers
-    from slicreg_lite.widgets import AdamExplorer
 
     cfg = get_config("smoke")
     fixed, moving = subjects[38], subjects[1]
@@ -96,12 +95,12 @@ def adam_panel(subjects):
     torch.manual_seed(0)
     slicreg = SlicReg(fixed.image, layers, build_model("deeplab", "slic", cfg), cfg)
     moved_layers = slic_layers(moving.image, body_mask(moving.image), cfg.supervoxels)
-    moving_scan = adamreg.moving_scan(moved_layers, slicreg.template, cfg)
+    moving_scan = alignment.moving_scan(moved_layers, slicreg.template, cfg)
     return AdamExplorer(slicreg, moving_scan, fixed, moving), slicreg, cfg
 
 
 def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
-    from slicreg_lite import adamreg
+    from slicreg_lite import alignment
 
     explorer, _, cfg = adam_panel(subjects)
     first = (explorer.result, explorer.info.value)
@@ -112,9 +111,9 @@ def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
     assert explorer.result is not first[0]
     assert explorer.info.value != first[1] and "alpha 5" in explorer.info.value
     # a much stronger regulariser: a smoother keypoint field
-    assert (adamreg.edge_differences(explorer.result.keypoint_displacement,
+    assert (alignment.edge_differences(explorer.result.keypoint_displacement,
                                      explorer.result.graph)
-            < adamreg.edge_differences(first[0].keypoint_displacement, first[0].graph))
+            < alignment.edge_differences(first[0].keypoint_displacement, first[0].graph))
     explorer.k.value = 3
     assert explorer.live.wait(60)
     assert explorer.result.graph.k == 3

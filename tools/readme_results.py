@@ -7,7 +7,7 @@ networks. None of these numbers is typed by hand: this script stores the run's
 - ``results``: the table and the findings (:mod:`slicreg_lite.evaluation`, read back
   from the stored file);
 - ``alignments``: the paper's alignment against this toolkit's
-  (:func:`slicreg_lite.registration.compare_alignments`);
+  (:func:`slicreg_lite.methods.compare_alignments`);
 - ``training``: the training time of every shipped network (from its checkpoint).
 
 ``tests/test_readme.py`` checks that the README says exactly this, so it cannot go stale.
@@ -50,8 +50,8 @@ def results_block(content: dict) -> str:
 
 
 def alignments_block() -> str:
-    from slicreg_lite.config import get_config
-    from slicreg_lite.registration import compare_alignments
+    from slicreg_lite.core.config import get_config
+    from slicreg_lite.methods import compare_alignments
 
     return compare_alignments(get_config("lite"))
 

@@ -1,16 +1,20 @@
-"""deeds-lite: the conventional registration that teaches the network (step 2).
+"""Step 2 of Slic-Reg (notebook 02): deeds-lite, the conventional registration that
+teaches the network.
 
 ``register(fixed, moving, cfg)`` runs the three parts of deeds on two CT scans:
 
 - :mod:`~slicreg_lite.teacher.mind`: MIND-SSC descriptors of both images;
 - :mod:`~slicreg_lite.teacher.affine`: block matching + least trimmed squares, no
   pre-alignment needed;
-- :mod:`~slicreg_lite.teacher.discrete`: coarse-to-fine discrete optimisation on a minimum
-  spanning tree with belief propagation, symmetric.
+- :mod:`~slicreg_lite.teacher.deformable`: coarse-to-fine discrete optimisation on a
+  minimum spanning tree with belief propagation, symmetric, on the grids of
+  :mod:`~slicreg_lite.teacher.grid`; its kernels come twice: written for reading
+  (:mod:`~slicreg_lite.teacher.reference`, what the notebook teaches) and compiled with
+  numba (:mod:`~slicreg_lite.teacher.compiled`).
 
 In Slic-Reg the *fixed* image is a training scan and the *moving* image the template: the
 resulting field carries the template's supervoxels onto the training scan
-(:func:`slicreg_lite.stages.supervision`).
+(:func:`slicreg_lite.pipeline.stages.supervision`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..checks import check_volume
-from ..config import TeacherConfig, config_section
-from ..spatial import affine_to_displacement, invert_affine
+from ..core.checks import check_volume
+from ..core.config import TeacherConfig, config_section
+from ..core.spatial import affine_to_displacement, invert_affine
+from ..supervoxels.layers import body_mask
 from .affine import affine_registration
-from .discrete import deformable_registration
+from .deformable import deformable_registration
 from .mind import mind_ssc
 
 
@@ -81,7 +86,6 @@ def register(fixed, moving, cfg, *, affine=None, keep_levels: bool = False) -> T
     ValueError
         If an image is not 3D, holds NaN / Inf, or the shapes differ.
     """
-    from ..supervoxels import body_mask
 
     cfg = config_section(cfg, TeacherConfig)
     # copies: writable float32 arrays that torch can share memory with

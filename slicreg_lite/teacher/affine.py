@@ -6,7 +6,7 @@ centimetres along the body. So the search starts coarse:
 
 1. On a coarse copy of both MIND volumes (``factor`` times smaller), each block of the
    fixed body finds its best match within a large cube of displacements (the same
-   cost volume as the deformable step, :func:`~slicreg_lite.teacher.discrete.cost_volume`).
+   cost volume as the deformable step, :func:`~slicreg_lite.teacher.reference.cost_volume`).
 2. An affine matrix is fitted to the block correspondences by **least trimmed squares**:
    fit, keep the ``trim`` fraction of blocks that agree best, fit again. Blocks in
    sliding organs or empty regions are outvoted. The first fit of all is a translation
@@ -24,14 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..spatial import affine_to_displacement, warp_image
+from ..core.spatial import affine_to_displacement, warp_image
 from .compiled import cost_volume_compiled
-from .discrete import (
-    control_points,
-    displacement_labels,
-    patch_offsets,
-    smooth_features,
-)
+from .grid import control_points, displacement_labels, patch_offsets, smooth_features
 
 
 def fit_affine(points: np.ndarray, targets: np.ndarray, *, trim: float = 0.5,

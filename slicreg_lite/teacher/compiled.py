@@ -1,10 +1,11 @@
 """The two heavy parts of deeds-lite compiled: the same loops as the textbook.
 
-``discrete.py`` holds the readable references, vectorised with NumPy and torch:
+:mod:`~slicreg_lite.teacher.reference` holds the readable versions, vectorised with NumPy
+and torch:
 
-- :func:`~slicreg_lite.teacher.discrete.cost_volume` reads strided views of a padded
+- :func:`~slicreg_lite.teacher.reference.cost_volume` reads strided views of a padded
   copy of the moving features, one view per (patch sample, label row);
-- :func:`~slicreg_lite.teacher.discrete.tree_belief_propagation` handles all nodes of one
+- :func:`~slicreg_lite.teacher.reference.tree_belief_propagation` handles all nodes of one
   tree depth at once, so each depth costs a few hundred small NumPy calls and Python's
   call overhead dominates.
 
@@ -26,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from numba import njit
+
+from .grid import _depths, control_points
 
 
 # --------------------------------------------------------------------------- data cost
@@ -69,9 +72,8 @@ def _cost_volume(fixed, moving, grid_shape, spacing, radius, quantisation, offse
 def cost_volume_compiled(fixed_features: torch.Tensor, moving_features: torch.Tensor, *,
                          spacing: int, radius: int, quantisation: int,
                          offsets: np.ndarray) -> torch.Tensor:
-    """The compiled twin of :func:`~slicreg_lite.teacher.discrete.cost_volume` (same
+    """The compiled twin of :func:`~slicreg_lite.teacher.reference.cost_volume` (same
     arguments, the same result up to float32 rounding)."""
-    from .discrete import control_points
 
     if tuple(moving_features.shape) != tuple(fixed_features.shape):
         raise ValueError(f"moving_features must have the shape of fixed_features "
@@ -215,9 +217,8 @@ def _belief_propagation(total, order, parents, depth, s0, s1, s2, weight, offset
 def tree_belief_propagation_compiled(unary: np.ndarray, order: np.ndarray,
                                      parents: np.ndarray, label_shape, weight: float,
                                      offsets=None) -> np.ndarray:
-    """The compiled twin of :func:`~slicreg_lite.teacher.discrete.tree_belief_propagation`
+    """The compiled twin of :func:`~slicreg_lite.teacher.reference.tree_belief_propagation`
     (same arguments, same result)."""
-    from .discrete import _depths
 
     shape = tuple(int(s) for s in label_shape)
     if len(shape) != 3 or int(np.prod(shape)) != unary.shape[1]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_volume
+from ..core.checks import check_volume
 
 #: The six neighbours of a voxel (unit steps along d, h, w).
 _SIX = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])

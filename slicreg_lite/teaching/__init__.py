@@ -1,0 +1,2 @@
+"""The notebooks' exercises and their checks (:mod:`~slicreg_lite.teaching.exercises`)."""
+
