@@ -464,3 +464,76 @@ def test_findings_say_whether_a_difference_is_outside_the_spread():
     assert "+10.0 points" in steady and "ahead on 4 of 4" in steady and "outside" in steady
     erratic = line(evaluation([0.3, -0.2, 0.25, -0.25]))  # +2.5 on average, either way
     assert "ahead on 2 of 4" in erratic and "inside the spread" in erratic
+
+
+# ------------------------------------------------------------------ one scoring function
+def _organs(shift: int = 0) -> np.ndarray:
+    """Every BTCV organ as a small box, shifted along the first axis by ``shift``."""
+    labels = np.zeros((40, 12, 30), dtype=np.uint8)
+    for number in range(1, NUM_LABELS + 1):
+        start = 2 * number
+        labels[4 + shift:20 + shift, 2:10, start:start + 2] = number
+    return labels
+
+
+def test_score_registration_is_the_measures_put_together():
+    from slicreg_lite.core.labels import ALL_LABELS, BTCV_LABELS
+    from slicreg_lite.core.metrics import hd95_per_label, score_registration
+
+    fixed, warped = _organs(), _organs(shift=2)
+    field = np.zeros((3, *fixed.shape), np.float32)
+    field[0] = 0.5  # a uniform shift: no folding
+    spacing = (2.0, 1.0, 1.5)
+    scores = score_registration(warped, fixed, field, label_names=BTCV_LABELS,
+                                spacing=spacing)
+    expected = dice_per_label(warped, fixed)
+    np.testing.assert_array_equal(scores.dice, expected)
+    np.testing.assert_array_equal(scores.hd95_mm, hd95_per_label(warped, fixed, spacing))
+    assert scores.summary == {"avg(4)": average_dice(expected, LARGE_ORGANS),
+                              "avg(13)": average_dice(expected, ALL_LABELS)}
+    assert scores.headline == scores.summary["avg(4)"]
+    assert scores.jacobian == jacobian_stats(field)
+    assert scores.unreliable == [] and scores.tre_mm is None and scores.epe_mm is None
+
+
+def test_score_registration_of_other_labels_and_of_no_labels():
+    from slicreg_lite.core.metrics import score_registration
+
+    fixed = _organs()
+    fixed[fixed > 2] = 0
+    scores = score_registration(fixed, fixed)  # named by the one rule: "label N"
+    assert scores.label_names == {1: "label 1", 2: "label 2"}
+    assert scores.summary == {"mean": 1.0} and scores.headline == 1.0
+    assert scores.jacobian is None  # no field, no Jacobian
+    unscored = score_registration(None, fixed, np.zeros((3, *fixed.shape), np.float32))
+    assert unscored.dice is None and unscored.summary == {}
+    assert math.isnan(unscored.headline)
+    assert unscored.jacobian["percent_folding"] == 0.0
+
+
+def test_score_registration_measures_tre_and_epe_against_the_truth():
+    from types import SimpleNamespace
+
+    from slicreg_lite.core.metrics import score_registration
+
+    shape = (10, 8, 6)
+    true_field = np.zeros((3, *shape), np.float32)
+    true_field[1] = 2.0  # the truth: 2 voxels along the second axis
+    truth = SimpleNamespace(displacement=true_field, visible=np.ones(shape, bool),
+                            fixed_points=np.array([[4.0, 3.0, 2.0]]),
+                            moving_points=np.array([[4.0, 5.0, 2.0]]))
+    spacing = (1.0, 3.0, 1.0)
+    identity = score_registration(None, None, truth=truth, spacing=spacing)
+    np.testing.assert_allclose(identity.tre_mm, [6.0])  # 2 voxels of 3 mm missed
+    assert identity.epe_mm == pytest.approx(6.0)
+    exact = score_registration(None, None, true_field, truth=truth, spacing=spacing)
+    np.testing.assert_allclose(exact.tre_mm, [0.0], atol=1e-6)
+    assert exact.epe_mm == pytest.approx(0.0)
+
+
+def test_one_naming_rule():
+    from slicreg_lite.core.labels import BTCV_LABELS, name_labels
+
+    assert name_labels([0, 6, 1], BTCV_LABELS) == BTCV_LABELS
+    assert name_labels([0, 6, 1]) == {1: "label 1", 6: "label 6"}
+    assert name_labels([0, 3], {3: "tumour"}) == {3: "tumour"}

@@ -43,7 +43,7 @@ def test_random_walk_keeps_constants_and_removes_noise():
 
 
 def test_register_recovers_a_predicted_translation():
-    from tests.test_adamreg import voronoi_layers
+    from tests.test_alignment import voronoi_layers
 
     template = alignment.prepare_template(voronoi_layers(), CFG)
     # the network says: every moving voxel lies 2 voxels further along d in the template
@@ -91,7 +91,7 @@ def test_the_field_outside_the_body_is_never_read():
 
 
 def test_keypoints_without_a_value_take_their_neighbours_motion():
-    from tests.test_adamreg import voronoi_layers
+    from tests.test_alignment import voronoi_layers
 
     template = alignment.prepare_template(voronoi_layers(), CFG)
     field = np.full((3, *template.shape), 500.0, np.float32)  # nonsense everywhere ...

@@ -12,6 +12,7 @@ import torch
 from slicreg_lite.cohort.phantom import generate_subject
 from slicreg_lite.core.config import get_config
 from slicreg_lite.display import LatestOnly, SliceViewer, SupervoxelExplorer, view_slice
+from tests.test_alignment import edge_differences
 
 matplotlib.use("Agg")
 
@@ -100,7 +101,6 @@ def adam_panel(subjects):
 
 
 def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
-    from slicreg_lite import alignment
 
     explorer, _, cfg = adam_panel(subjects)
     first = (explorer.result, explorer.info.value)
@@ -111,9 +111,8 @@ def test_adam_sliders_register_again_and_update_dice_and_picture(subjects):
     assert explorer.result is not first[0]
     assert explorer.info.value != first[1] and "alpha 5" in explorer.info.value
     # a much stronger regulariser: a smoother keypoint field
-    assert (alignment.edge_differences(explorer.result.keypoint_displacement,
-                                     explorer.result.graph)
-            < alignment.edge_differences(first[0].keypoint_displacement, first[0].graph))
+    assert (edge_differences(explorer.result.keypoint_displacement, explorer.result.graph)
+            < edge_differences(first[0].keypoint_displacement, first[0].graph))
     explorer.k.value = 3
     assert explorer.live.wait(60)
     assert explorer.result.graph.k == 3

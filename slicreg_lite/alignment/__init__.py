@@ -81,7 +81,6 @@ from .features import (
 from .keypoints import (
     KeypointGraph,
     ThinPlateSpline,
-    edge_differences,
     fill_from_neighbours,
     keypoint_graph,
     random_keypoints,
@@ -120,7 +119,6 @@ __all__ = [
     "channels_last",
     "cut_by_the_edge",
     "dense_field",
-    "edge_differences",
     "feature_shape",
     "fill_from_neighbours",
     "fit_centres",

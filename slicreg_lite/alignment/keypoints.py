@@ -94,16 +94,6 @@ def keypoint_graph(points, k: int) -> KeypointGraph:
     return KeypointGraph(points, neighbours.astype(np.int64))
 
 
-def edge_differences(displacements, graph: KeypointGraph) -> float:
-    """Mean squared difference of the displacements of neighbouring keypoints.
-
-    A smoothness measure of a keypoint field (0 for a translation), in squared units of
-    ``displacements``.
-    """
-    u = np.asarray(displacements, dtype=np.float64)
-    return float(((u[:, None, :] - u[graph.neighbours]) ** 2).sum(-1).mean())
-
-
 def random_keypoints(mask, n: int, *, seed: int, step: int = 2) -> np.ndarray:
     """``n`` keypoints drawn at random among the voxels of ``mask`` on every ``step``-th
     voxel (all of them when there are fewer), as the authors' code draws its 2048.

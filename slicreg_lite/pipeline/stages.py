@@ -2,11 +2,11 @@
 
 Every stage is a function ``stage(cfg, data, ...) -> result``: ``cfg`` is the preset
 (:func:`slicreg_lite.core.config.get_config`), ``data`` the cohort (a string such as
-``"phantom"`` or ``"bcv:/data/BCV"``, or a :class:`~slicreg_lite.cohort.sources.DataSource`) and
-the keyword ``run`` (:class:`~slicreg_lite.core.config.RunSettings`) says how to run it
-(parallel workers, progress bars, device), which never changes a result. Results are
-cached per data source by :mod:`slicreg_lite.pipeline.cache`; a missing earlier stage is computed
-on the way.
+``"phantom"`` or ``"bcv:/data/BCV"``, or a :class:`~slicreg_lite.cohort.sources.
+DataSource`) and the keyword ``run`` (:class:`~slicreg_lite.core.config.RunSettings`) says
+how to run it (parallel workers, progress bars, device), which never changes a result.
+Results are cached per data source by :mod:`slicreg_lite.pipeline.cache`; a missing
+earlier stage is computed on the way.
 
 The stages, in order:
 
@@ -17,7 +17,7 @@ The stages, in order:
   training scan;
 - :func:`network`: step 3, a trained network (shipped weights, the cache, or training);
 - :func:`teacher_direct`: the teacher registering each test scan to the template (a row
-  of the table).
+  of the table); one job (:class:`TeacherRun`) serves both teacher stages.
 
 Steps 4 and 5 (registering the test scans with every method, the table) are in
 :mod:`slicreg_lite.evaluation`.
