@@ -55,7 +55,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from slicreg_lite import display, setup
+from slicreg_lite import display as viz
+from slicreg_lite import setup
 from slicreg_lite.core.spatial import resize
 from slicreg_lite.network import models
 from slicreg_lite.network.training import augment
@@ -143,7 +144,7 @@ for k, ax in enumerate(axes):
     moved = sample if k == 0 else augment(sample, cfg.training.augment_std, rng)
     labels = torch.nn.functional.interpolate(moved.layers[None, :1].float(),
                                              size=moved.image.shape[1:], mode="nearest")[0]
-    display.show_supervoxels(moved.image[0].numpy() * 500, labels[0].numpy(), axis=1, ax=ax,
+    viz.show_supervoxels(moved.image[0].numpy() * 500, labels[0].numpy(), axis=1, ax=ax,
                          title="original" if k == 0 else f"augmented {k}")
 plt.show()
 
@@ -203,7 +204,7 @@ fig, axes = plt.subplots(1, 3, figsize=(13, 4.5))
 for ax, (name, layers) in zip(axes, [("teacher (deeds-lite)", teacher),
                                      ("network", predicted),
                                      ("template's own (no registration)", template_layers)]):
-    display.show_supervoxels(image, layers[0], axis=1, ax=ax, title=f"#{test_id}, layer 0: {name}")
+    viz.show_supervoxels(image, layers[0], axis=1, ax=ax, title=f"#{test_id}, layer 0: {name}")
 plt.show()
 
 # %% [markdown]
