@@ -98,7 +98,6 @@ class UntrustedResultWarning(UserWarning):
 def _finish(displacement, image, labels, timings, keypoints=None, details=None,
             warnings_=()) -> Registration:
     """Warp the moving image and labels with a field and wrap everything up."""
-
     warped = warp_image(image, displacement, fill=-1000.0)
     warped_labels = None if labels is None else warp_labels(labels, displacement)
     return Registration(np.asarray(displacement, dtype=np.float32), warped, warped_labels,
@@ -152,7 +151,6 @@ class _NetworkMethod:
         """Why the network's result on ``image`` cannot be trusted: the scan is unlike the
         scans it was trained on (:mod:`slicreg_lite.network.domain`). Empty when it is like them,
         or when the training scans' profiles are unknown (a method built by hand)."""
-
         if self.training_profiles is None:
             return []
         reasons = unlike_training(intensity_profile(image), self.training_profiles)
@@ -242,7 +240,6 @@ class SlicReg(_NetworkMethod):
     def template_for(self, adam):
         """The template prepared for Adam settings ``adam`` (computed once per setting of
         :data:`~slicreg_lite.alignment.template.TEMPLATE_FIELDS`)."""
-
         key = tuple(alignment.settings_of(adam, alignment.TEMPLATE_FIELDS).items())
         if key not in self._templates:
             feature_layers = None
@@ -256,7 +253,6 @@ class SlicReg(_NetworkMethod):
 
     def predict(self, image) -> np.ndarray:
         """The network's supervoxel layers for a scan, on the supervoxel grid."""
-
         return predict_supervoxels(self.model, image, self.cfg.network.input_shape,
                                    self.layers.shape[1:],
                                    intensity_scale=self.cfg.training.intensity_scale)
@@ -267,7 +263,6 @@ class SlicReg(_NetworkMethod):
         (:class:`~slicreg_lite.alignment.template.MovingScan`).
         ``image``: a scan on the template's grid, or supervoxel layers already predicted
         (``(L, D, H, W)``); ``overrides`` replace the alignment's settings."""
-
         adam = alignment.with_overrides(self.adam, overrides)
         layers = np.asarray(image)
         if layers.ndim != 4:
@@ -282,7 +277,6 @@ class SlicReg(_NetworkMethod):
         ``fold``, ``keypoints``, ``centre_fit_step``, ...) compute those again from the
         scan's predicted layers, so every setting changes what it says.
         """
-
         adam = alignment.with_overrides(self.adam, overrides)
         template = self.template_for(adam)
         if not isinstance(moving, alignment.MovingScan):
@@ -326,7 +320,6 @@ class RegressionBaseline(_NetworkMethod):
 
     def register(self, moving, *, labels=None) -> Registration:
         """Register a moving scan (a Subject or an image on the template's grid)."""
-
         image, labels = _moving(moving, labels, self.shape)
         untrusted = self.check_scan(image)
         start = time.perf_counter()
@@ -371,7 +364,6 @@ class Teacher:
 
     def register(self, moving, *, labels=None) -> Registration:
         """Register a moving scan (a Subject or an image on the fixed scan's grid)."""
-
         image, labels = _moving(moving, labels, self.shape)
         result = register(self.fixed_image, image, self.cfg)
         total = result.timings["total"]

@@ -290,7 +290,6 @@ def centre_spread(template: Template, moving_layers, displacement) -> np.ndarray
         On the supervoxel grid, in its voxels; NaN where fewer than two layers name a
         supervoxel (background, or outside the moving scan).
     """
-
     layers = np.asarray(moving_layers)
     n_layers = len(layers)
     if layers.ndim != 4 or tuple(layers.shape[1:]) != template.shape:

@@ -126,7 +126,6 @@ def prepare_template(layers, cfg, *, feature_layers=None) -> Template:
     -------
     Template
     """
-
     adam = config_section(cfg, AdamConfig)
     layers = np.asarray(layers)
     centres = supervoxel_centres(layers).reshape(-1, 3)
@@ -204,7 +203,6 @@ def moving_scan(layers, template: Template, cfg) -> MovingScan:
     -------
     MovingScan
     """
-
     adam = config_section(cfg, AdamConfig)
     layers = np.asarray(layers)
     if layers.ndim == 4 and tuple(layers.shape[1:]) != template.shape:

@@ -38,7 +38,6 @@ def _real_ct(args, automatic: bool) -> bool:
 
 def _open(args):
     """The preset, the data source and the run settings of a command's arguments."""
-
     cfg = get_config(args.preset, real_ct=_real_ct(args, is_real_ct(args.data)))
     data = open_source(args.data, cfg, template=args.template, split_file=args.split)
     run = RunSettings(jobs=args.jobs, device=args.device, progress=not args.quiet)

@@ -110,7 +110,6 @@ def read_scan(scan, labels=None, *, name: str = "moving") -> Subject:
         Naming the file or the argument: a missing or non-NIfTI file, not a 3D volume,
         NaN intensities, labels of another shape or affine.
     """
-
     if isinstance(scan, Subject):
         return scan if labels is None else Subject(scan.subject_id, scan.image,
                                                    _label_array(labels, scan.affine, name),
@@ -202,7 +201,6 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
 
 def _register(moving, fixed, labels, fixed_labels, method, out, cfg, data, run):
     """The body of :func:`register_scans` (arguments checked)."""
-
     timings = {}
     start = time.perf_counter()
     moving_scan = read_scan(moving, labels, name="moving")
@@ -280,7 +278,6 @@ def _moving_voxels(fixed_scan: Subject, moving_scan: Subject, displacement=None,
     index, target : numpy.ndarray, shape (3, N)
         Fixed voxel coordinates and the corresponding moving voxel coordinates.
     """
-
     index = identity_grid(fixed_scan.shape, dtype=np.float64).reshape(3, -1)
     target = np.empty_like(index)
     for begin in range(0, index.shape[1], _CHUNK):
@@ -293,7 +290,6 @@ def _moving_voxels(fixed_scan: Subject, moving_scan: Subject, displacement=None,
 
 def _resample_moving(moving_scan: Subject, target: np.ndarray, shape):
     """The moving image (trilinear, -1000 HU outside) and labels (nearest) at ``target``."""
-
     coords = target.reshape(3, *shape).astype(np.float32)
     image = sample(moving_scan.image, coords, fill=-1000.0)
     labels = None if moving_scan.labels is None else \
@@ -335,7 +331,6 @@ def _json(value):
 def _write(out: Path, registered: ScanRegistration, fixed_scan: Subject,
            moving_scan: Subject) -> dict:
     """Write the NIfTI files and the overlay; return name -> path."""
-
     files = {"warped": save_nifti(out / "warped.nii.gz", registered.warped_image,
                                   fixed_scan.affine)}
     if registered.warped_labels is not None:

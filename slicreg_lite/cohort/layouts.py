@@ -499,7 +499,6 @@ def export_cohort(subjects, dest: PathLike, *, layout: str = "bcv",
     pathlib.Path
         ``dest``.
     """
-
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {list(LAYOUTS)}; got {layout!r}")
     if layout != "bcv" and split is None:

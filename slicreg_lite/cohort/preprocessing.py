@@ -258,7 +258,6 @@ def to_grid(subject: Subject, grid) -> Subject:
     >>> to_grid(prepared, grid) is prepared
     True
     """
-
     image, affine = to_ras(subject.image, subject.affine)
     if image is not subject.image:
         def reorient(volume):

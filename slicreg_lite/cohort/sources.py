@@ -169,7 +169,6 @@ class DataSource:
     @property
     def is_btcv(self) -> bool:
         """Whether the labels are the 13 BTCV organs (the paper's columns apply)."""
-
         return self.label_names is not None and is_btcv(self.label_names)
 
     def load(self, subject_id: SubjectId) -> Subject:
@@ -182,7 +181,6 @@ class DataSource:
         ValueError
             If ``subject_id`` is not in this source, or the files are invalid.
         """
-
         subject_id = self.find(subject_id)
         if self.kind == "phantom":
 
@@ -245,7 +243,6 @@ def open_source(data: Union[str, DataSource] = "phantom", cfg: Config | None = N
     FileNotFoundError
         For a missing folder or file.
     """
-
     cfg = get_config() if cfg is None else cfg
     if isinstance(data, DataSource):
         if data.opened_for == _preset_key(cfg):

@@ -166,7 +166,6 @@ class DiceTable:
             If the scores have the wrong shape or values outside ``0..1``, or the subject
             was already added for this method.
         """
-
         if not isinstance(method, str) or not method:
             raise ValueError(f"method must be a non-empty string; got {method!r}")
         row = _to_numpy(scores).astype(np.float64)

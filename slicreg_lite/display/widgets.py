@@ -317,7 +317,6 @@ class SupervoxelExplorer:
 
     def update(self, change=None) -> None:
         """Redraw (and recompute the layer if a SLIC parameter changed)."""
-
         layer = self.current_layer()
         self.ax.clear()
         show_supervoxels(self.image, layer, axis=self.axis, index=self.slice.value, ax=self.ax,
@@ -389,7 +388,6 @@ class TeacherExplorer:
 
     def update(self, change=None) -> None:
         """Redraw (and register again if alpha changed)."""
-
         field = self.fields()[self.level.value]
         warped = warp_labels(self.moving.labels, field)
         scores = score_registration(warped, self.fixed.labels, field,
@@ -503,7 +501,6 @@ class AdamExplorer:
     def register(self, **settings) -> None:
         """Align with these settings (overrides of ``slicreg.adam``); the Dice and folding
         of the result."""
-
         described = (f"alpha {settings.get('alpha', self.slicreg.adam.alpha):g}, k "
                      f"{settings.get('k', self.slicreg.adam.k)}, "
                      f"{settings.get('iterations', self.slicreg.adam.iterations)} iterations")
@@ -524,7 +521,6 @@ class AdamExplorer:
 
     def draw(self, change=None) -> None:
         """Redraw the overlay of the current slice."""
-
         self.ax.clear()
         show_slice(self.fixed.image, axis=self.axis, index=self.slice.value, ax=self.ax,
                    title="template (solid) / warped moving scan (dashed)")

@@ -131,7 +131,6 @@ class Evaluation:
         measured, but not scored. ``truth`` (a :class:`~slicreg_lite.cohort.phantom.GroundTruth`)
         adds the target registration error and the endpoint error inside ``body``.
         """
-
         if method not in self.methods:
             self.methods.append(method)
         scores = score_registration(warped, template_labels, displacement,
@@ -238,7 +237,6 @@ class Evaluation:
     def scoring_notes(self) -> list[str]:
         """Sentences that say which rows (or subjects) could not be scored, and why, and
         which registrations cannot be trusted (their field folds or stretches too much)."""
-
         notes = []
         for method in self.methods:
             flagged = self.unreliable.get(method, {})

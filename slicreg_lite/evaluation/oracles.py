@@ -65,7 +65,6 @@ def through_keypoints(template: Template, displacement, cfg, *,
     -------
     numpy.ndarray of float32, shape (3, *output_shape)
     """
-
     field = np.asarray(displacement, dtype=np.float32)
     if field.ndim != 4 or field.shape[0] != 3:
         raise ValueError(f"displacement must have shape (3, D, H, W); got {field.shape}")

@@ -340,7 +340,6 @@ def predict_supervoxels(model: SupervoxelNetwork, image, input_shape, output_sha
     numpy.ndarray of uint8, shape (L, *output_shape)
         The most likely label of every layer at every voxel.
     """
-
     logits = _predict(model, "slic", image, input_shape, intensity_scale, device)
     labels = logits.argmax(1).to(torch.uint8).cpu().numpy()  # (L, d, h, w)
     if output_shape is not None and tuple(output_shape) != labels.shape[1:]:
@@ -396,7 +395,6 @@ def predict_displacement(model: SupervoxelNetwork, image, input_shape, output_sh
         In voxels of ``output_shape``: voxel ``y`` of the scan corresponds to template
         voxel ``y + v(y)`` (the direction of the teacher's fields it learnt).
     """
-
     field = _predict(model, "regression", image, input_shape, intensity_scale,
                      device).float().cpu().numpy()
     if output_shape is not None and tuple(output_shape) != field.shape[1:]:

@@ -154,7 +154,6 @@ def regression_loss(prediction: torch.Tensor, target: torch.Tensor,
 def centre_mask(layers: torch.Tensor, n_layers: int = 8) -> torch.Tensor:
     """True at the voxel nearest to each supervoxel's centre in the first ``n_layers``:
     the ~1,000 places where the regression head is taught (as in the paper)."""
-
     batch = []
     for stack in layers:
         mask = torch.zeros(stack.shape[1:], dtype=torch.bool)
@@ -324,7 +323,6 @@ def evaluate(model: torch.nn.Module, dataset: SupervoxelDataset, *, device=None)
 # --------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path, model: torch.nn.Module, *, preset: str, history=None) -> Path:
     """Store the weights with what is needed to rebuild and check the model (atomic)."""
-
     content = {"state_dict": model.state_dict(), "preset": preset,
                "backbone": getattr(model, "backbone_name", None),
                "head": getattr(model, "head_name", None),
@@ -347,7 +345,6 @@ def load_checkpoint(path, model: torch.nn.Module | None = None, cfg=None
         If the file is not a checkpoint of this package (corrupt, truncated, another
         format) or its weights do not fit the model (another architecture or size).
     """
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}")

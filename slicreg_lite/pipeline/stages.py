@@ -156,7 +156,6 @@ def training_profiles(cfg: Config, data="phantom", *,
     -------
     numpy.ndarray, shape (n_training, 7)
     """
-
     data, run = _setup(cfg, data, run)
     folder = stage_dir(cfg, data, "profiles", (), PROFILES_VERSION)
     path = folder / "training_profiles.json"
@@ -402,7 +401,6 @@ def teacher_dice(cfg: Config, data, results: dict, *,
         Methods ``"initial, not registered"``, ``"deeds-lite: affine"`` and
         ``"deeds-lite: affine + deformable"``.
     """
-
     data, run = _setup(cfg, data, run)
     template_id = data.split.template_id
     subjects = cohort(cfg, data, (*results, template_id), run=run)
@@ -431,7 +429,6 @@ def training_data(cfg: Config, data="phantom", ids=None, *, displacements: bool 
                   run: RunSettings | None = None):
     """The teacher-supervised scans as a
     :class:`~slicreg_lite.network.training.SupervoxelDataset`."""
-
     data, run = _setup(cfg, data, run)
     supervised = supervision(cfg, data, ids, run=run)
     subjects = cohort(cfg, data, tuple(supervised), run=run)
@@ -535,7 +532,6 @@ def network_agreement(cfg: Config, data, model, ids=None, *,
         layers; ``"template"``: the same for the trivial baseline of using the template's
         own, unwarped supervoxels; both on the supervoxel grid, inside the body.
     """
-
     data, run = _setup(cfg, data, run)
     ids = data.split.evaluation_ids if ids is None else tuple(ids)
     supervised = supervision(cfg, data, ids, run=run)

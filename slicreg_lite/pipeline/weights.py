@@ -56,7 +56,6 @@ def shipped_weights(cfg: Config, data: DataSource, backbone: str, head: str) -> 
 
     Returns None (with a warning when a file exists but does not qualify) otherwise.
     """
-
     manifest_path = weights_dir() / "manifest.json"
     name = weights_name(cfg, data, backbone, head)
     if not manifest_path.exists():
@@ -88,7 +87,6 @@ def publish_weights(cfg: Config, data: DataSource, backbone: str, head: str,
     pathlib.Path
         The published file.
     """
-
     name = weights_name(cfg, data, backbone, head)
     target = weights_dir() / name
     atomic_write(target, lambda temporary: shutil.copyfile(checkpoint_path, temporary))

@@ -86,7 +86,6 @@ def register(fixed, moving, cfg, *, affine=None, keep_levels: bool = False) -> T
     ValueError
         If an image is not 3D, holds NaN / Inf, or the shapes differ.
     """
-
     cfg = config_section(cfg, TeacherConfig)
     # copies: writable float32 arrays that torch can share memory with
     fixed = np.array(check_volume(fixed, "fixed"), dtype=np.float32)

@@ -74,7 +74,6 @@ def cost_volume_compiled(fixed_features: torch.Tensor, moving_features: torch.Te
                          offsets: np.ndarray) -> torch.Tensor:
     """The compiled twin of :func:`~slicreg_lite.teacher.reference.cost_volume` (same
     arguments, the same result up to float32 rounding)."""
-
     if tuple(moving_features.shape) != tuple(fixed_features.shape):
         raise ValueError(f"moving_features must have the shape of fixed_features "
                          f"{tuple(fixed_features.shape)}; got {tuple(moving_features.shape)}")
@@ -219,7 +218,6 @@ def tree_belief_propagation_compiled(unary: np.ndarray, order: np.ndarray,
                                      offsets=None) -> np.ndarray:
     """The compiled twin of :func:`~slicreg_lite.teacher.reference.tree_belief_propagation`
     (same arguments, same result)."""
-
     shape = tuple(int(s) for s in label_shape)
     if len(shape) != 3 or int(np.prod(shape)) != unary.shape[1]:
         raise ValueError(f"label_shape must be 3 sizes whose product is the {unary.shape[1]} "

@@ -66,7 +66,6 @@ def _masks(seed: int, shape=(12, 10, 14)) -> tuple:
 # ------------------------------------------------------------------------------ 00 data
 def check_dice(dice) -> str:
     """Exercise of notebook 00: ``dice(a, b)`` of two boolean masks."""
-
     cases = [_masks(seed) for seed in range(3)]
     cases.append((np.eye(4, dtype=bool), np.eye(4, dtype=bool)))  # identical: 1
     cases.append((np.eye(4, dtype=bool), ~np.eye(4, dtype=bool)))  # disjoint: 0
@@ -78,7 +77,6 @@ def check_dice(dice) -> str:
 # -------------------------------------------------------------------- 01 supervoxels
 def check_centre(centre) -> str:
     """Exercise of notebook 01: ``centre(layer, label)``, the centre of mass (voxels)."""
-
     rng = np.random.default_rng(1)
     layer = rng.integers(0, 6, (9, 8, 10))
     cases = [(layer, label) for label in (1, 3, 5)]
@@ -91,7 +89,6 @@ def check_centre(centre) -> str:
 # ------------------------------------------------------------------------- 02 teacher
 def check_message(message) -> str:
     """Exercise of notebook 02: ``message(costs, alpha)``, one min-sum message."""
-
     rng = np.random.default_rng(2)
     cases = [(rng.uniform(0, 10, 7), alpha) for alpha in (0.5, 1.0, 3.0)]
     cases.append((np.array([5.0, 0.0, 5.0, 5.0, 5.0]), 1.0))
@@ -155,7 +152,6 @@ def check_edge_penalty(edge_penalty) -> str:
 def check_tre(tre) -> str:
     """Exercise of notebook 05: ``tre(displacement, fixed_points, moving_points, spacing)``
     at voxel positions (no interpolation needed)."""
-
     rng = np.random.default_rng(6)
     field = rng.normal(0, 2, (3, 8, 9, 10)).astype(np.float32)
     fixed = np.stack([rng.integers(0, n, 12) for n in (8, 9, 10)], 1).astype(float)
