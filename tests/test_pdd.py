@@ -114,3 +114,41 @@ def test_bad_input_is_named(call, message):
 def test_the_candidates_are_a_cube_in_c_order():
     cube = pdd.displacement_set(1, 2).long().tolist()
     assert cube == [list(d) for d in itertools.product((-2, 0, 2), repeat=3)]
+
+
+# ------------------------------------------------------------------------- the network
+@pytest.fixture(scope="module")
+def scans():
+    cfg = get_config("smoke")
+    return [generate_subject(i, cfg.phantom, cfg.grid).image for i in (2, 3, 5, 38)]
+
+
+def _trained(scans, iterations):
+    torch.manual_seed(0)
+    model = pdd.PddNet(channels=4, width=8, radius=1)
+    history = pdd.train_pdd(model, scans, iterations=iterations, learning_rate=0.01,
+                            regularisation=1.0, seed=3)
+    return model, history
+
+
+def test_training_is_deterministic_and_lowers_the_loss(scans):
+    first, history = _trained(scans, 12)
+    second, again = _trained(scans, 12)
+    assert history["loss"] == again["loss"]
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+    assert np.mean(history["loss"][-3:]) < history["loss"][0]
+
+
+def test_one_and_two_warps_give_a_field_on_the_fixed_grid(scans):
+    model, _ = _trained(scans, 2)
+    fixed, moving = torch.from_numpy(scans[3]), torch.from_numpy(scans[0])
+    with torch.no_grad():
+        one, output = model.dense_field(fixed, moving, warps=1)
+        two, _ = model.dense_field(fixed, moving, warps=2)
+    assert one.shape == two.shape == (3, *fixed.shape)
+    assert output.probabilities.shape[0] == 27 and torch.isfinite(two).all()
+    with pytest.raises(ValueError, match="warps must be 1 or 2"):
+        model.dense_field(fixed, moving, warps=3)
+    with pytest.raises(ValueError, match="one shape"):
+        model(fixed, moving[:-1])

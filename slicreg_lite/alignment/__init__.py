@@ -53,7 +53,8 @@ The modules: :mod:`~slicreg_lite.alignment.keypoints` (graph, spline),
 :mod:`~slicreg_lite.alignment.adam` (the paper's Adam),
 :mod:`~slicreg_lite.alignment.centre_fit` (this toolkit's extension) and
 :mod:`~slicreg_lite.alignment.regression` (the paper's regression baseline: a random walk
-on the same graph).
+on the same graph); :mod:`~slicreg_lite.alignment.pdd` holds PDD-Net, the paper's
+comparator (a correlation layer, min-convolutions and mean-field steps as a network).
 """
 
 from __future__ import annotations
