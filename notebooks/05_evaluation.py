@@ -21,7 +21,8 @@
 # **What you will learn**
 # - how the paper evaluates inter-patient registration: test scans warped to one template,
 #   Dice of 4 large and of all 13 organs, mean +- std over subject-organ pairs;
-# - how Slic-Reg compares with its teacher and with the ablations (UNet, regression);
+# - how Slic-Reg compares with its teacher, with the ablations (UNet, regression) and with
+#   PDD-Net, the paper's comparator: a discrete registration written as a network;
 # - what this toolkit's extension (the centre fit) adds to the paper's method;
 # - why deformation quality (folding, std(log J)) and run time belong in the table;
 # - why Dice is not correspondence: the target registration error and the endpoint error
@@ -76,6 +77,9 @@ print(f"preset {cfg.name!r}, data {data.spec!r}: {len(data.split.evaluation_ids)
 # - **the paper's ablations**: the same with a 3D UNet instead of the DeepLab, and the
 #   network regressing displacements (regression + RW) instead of classifying
 #   supervoxels, each with the paper's alignment;
+# - **PDD-Net**, the paper's comparator, with one and with two warps, trained on the same
+#   scans without labels, and once more **trained with labels** (the only row that learns
+#   from the training scans' organ labels; see "PDD-Net" below);
 # - **Slic-Reg + centre fit (this toolkit)**: not the paper's method, but this toolkit's
 #   extension of its alignment (notebook 04, "Beyond the paper"), with the same network.
 #
@@ -105,14 +109,14 @@ summary = results.summary_column  # avg(4) for the 13 BTCV organs, else the mean
 # %% [markdown]
 # ## Beside the paper's table
 # The paper's numbers are on real CT (BCV), ours on the phantom: compare the *ordering*
-# and the *gaps*, not the absolute values. The phantom has no PDD-Net row; it has the
-# teacher instead, which the paper does not list, and the toolkit's own extension, which
-# the paper does not have. (Only for the 13 BTCV organs.)
+# and the *gaps*, not the absolute values. The phantom table also has the teacher, which
+# the paper does not list, and the toolkit's own extension, which the paper does not
+# have. (Only for the 13 BTCV organs.)
 
 # %%
 if scored and results.dice.is_btcv:
     rows = []
-    for method in (m.label for m in evaluation.METHODS):
+    for method in results.dice.methods:
         ours = results.dice.column(method, "avg(4)")
         paper = PAPER_TABLE.get(method)
         paper_text = f"{paper[4][0]:.1f}+-{paper[4][1]:.1f}" if paper else "-"
@@ -122,7 +126,7 @@ if scored and results.dice.is_btcv:
 
     # horizontal bars: the methods' long names fit as labels without overlapping
     fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
-    names = [m.label for m in evaluation.METHODS if m.label in PAPER_TABLE]
+    names = [m for m in results.dice.methods if m in PAPER_TABLE]
     y = np.arange(len(names))
     ax.barh(y - 0.2, [results.dice.column(m, "avg(4)")[0] for m in names], 0.4,
             label=f"{data.kind} ({cfg.name})")
@@ -134,6 +138,83 @@ if scored and results.dice.is_btcv:
     ax.set_xlabel("avg(4) Dice (%)")
     ax.legend(loc="lower right")
     plt.show()
+
+# %% [markdown]
+# ## PDD-Net: the teacher's optimisation as a network
+# PDD-Net (Heinrich, MICCAI 2019) is the paper's state of the art. It shares the
+# teacher's ideas (notebook 02), a discrete set of displacements and a regularisation on
+# a graph, but every step is a layer, so that the features are learnt:
+# 1. a small CNN turns both scans into features (at half resolution);
+# 2. the **correlation** compares each point of a coarse grid on the template with the
+#    moving scan's features at every candidate displacement of a cube: a **6D cost**,
+#    three dimensions of space times three of displacement;
+# 3. the **min-convolution** over the displacement dimensions, $\min_{d'} c(d') + w\,
+#    |d - d'|^2$, is the teacher's distance transform; the teacher passes such messages
+#    along a tree once and exactly, PDD-Net alternates them with **mean-field steps**
+#    (each point adds its neighbours' min-convolved costs) over the whole grid, a few
+#    times: a relaxation, but differentiable;
+# 4. a **softmax** turns the costs into a probability per displacement, and the field is
+#    the **expected displacement**;
+# 5. **two warps**: the same network again, on the moving scan warped by the first field,
+#    with candidates twice as fine.
+#
+# The row "PDD-Net, two warps" learns from the training scans alone, like Slic-Reg: the
+# warped scan's MIND descriptors should match the template's, with a diffusion penalty
+# on the field. The MICCAI paper trains PDD-Net with the training scans' organ labels
+# instead (each candidate proposes the moving labels at its displacement, weighted by
+# its probability); that is the row "trained with labels". Slic-Reg never sees a label:
+# its teacher carries supervoxels with the images alone.
+#
+# Below, one grid point near the centre of the template's liver: the probabilities of its
+# candidate displacements from its own cost alone, and after the regularisation (summed
+# over the first displacement axis).
+
+# %%
+import torch
+
+from slicreg_lite.alignment import pdd
+from slicreg_lite.pipeline import load_method
+
+pdd_net = load_method(cfg, data, "pdd")  # two warps, trained without labels
+network = pdd_net.model
+example_id = data.split.evaluation_ids[0]
+example = stages.cohort(cfg, data, (example_id,))[example_id]
+with torch.no_grad():  # the first warp's pass
+    output = network(torch.from_numpy(pdd_net.template_image),
+                     torch.from_numpy(example.image))
+    alone = pdd.displacement_probabilities(output.cost, network.log_temperature.exp())
+spacing = network.grid_step * network.stride  # voxels between grid points
+template = stages.cohort(cfg, data, (data.split.template_id,))[data.split.template_id]
+centre = (np.argwhere(template.labels == 6).mean(0) if template.labels is not None
+          else np.array(template.shape) / 2)  # the liver's centre (else the scan's)
+point = tuple(np.minimum(np.round(centre / spacing).astype(int),
+                         np.array(output.cost.shape[1:]) - 1))
+n = 2 * network.radius + 1
+millimetres = output.displacements[:n, 2].numpy() * cfg.grid.spacing_mm
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
+for ax, (title, probabilities) in zip(axes, (("its own cost alone", alone),
+                                             ("after the regularisation",
+                                              output.probabilities))):
+    cube = probabilities[(slice(None), *point)].reshape(n, n, n).sum(0).numpy()
+    image = ax.imshow(cube, cmap="magma", origin="lower",
+                      extent=[millimetres[0], millimetres[-1]] * 2)
+    ax.set_title(title)
+    ax.set_xlabel("displacement along W (mm)")
+    ax.set_ylabel("displacement along H (mm)")
+    fig.colorbar(image, ax=ax, label="probability")
+fig.suptitle(f"grid point {point} of subject #{example_id} -> template")
+plt.show()
+if scored:
+    for method in (evaluation.PDD_ONE_WARP, evaluation.PDD_NET, evaluation.PDD_LABELS,
+                   evaluation.SLIC_REG):
+        if method in results.dice.methods:
+            print(f"{method}: {summary} {results.dice.column(method, summary)[0]:.1f}")
+
+# %% [markdown]
+# The regularisation concentrates the probability where the neighbours agree; the
+# expected displacement of a spread-out distribution is pulled towards the middle of
+# the cube, which is one reason a single pass moves less than the motion. The findings
+# below compare the rows with their spread over the subjects.
 
 # %% [markdown]
 # ## Per organ

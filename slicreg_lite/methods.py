@@ -1,6 +1,6 @@
 """The registration methods, and the table that names them (:data:`METHODS`).
 
-Three registrations with one call shape, as scikit-image's ``registration`` functions
+Four registrations with one call shape, as scikit-image's ``registration`` functions
 share theirs: build the method for a fixed scan, then ``method.register(moving)`` for any
 number of moving scans on the same grid::
 
@@ -20,6 +20,9 @@ the table :data:`METHODS`, so that a new method is one entry there.
   default) or with this toolkit's centre fit (``alignment="centre-fit"``, an extension);
 - :class:`RegressionBaseline`: the network regresses displacements, a random walk smooths
   them at the keypoints, the same spline (:mod:`slicreg_lite.alignment.regression`);
+- :class:`PddNet`: PDD-Net, the paper's comparator: a network that compares both scans'
+  features over a cube of displacements and reads the field off as an expectation
+  (:mod:`slicreg_lite.alignment.pdd`), once or twice ("two warps");
 - :class:`Teacher`: deeds-lite on the two scans (:mod:`slicreg_lite.teacher`), with any
   fixed scan.
 
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from . import alignment
 from .alignment import regression
@@ -119,6 +123,26 @@ def _moving(moving, labels, shape) -> tuple[np.ndarray, np.ndarray | None]:
     return image, labels
 
 
+def untrusted(image, training_profiles, trained_on: str) -> list[str]:
+    """Why a network's result on ``image`` cannot be trusted: the scan is unlike the scans
+    it was trained on (:mod:`slicreg_lite.network.domain`). Empty when it is like them, or
+    when the training scans' profiles are unknown (a method built by hand). Each reason is
+    also issued as an :class:`UntrustedResultWarning`."""
+    if training_profiles is None:
+        return []
+    reasons = unlike_training(intensity_profile(image), training_profiles)
+    if not reasons:
+        return []
+    message = (f"this scan is unlike the scans the network was trained on "
+               f"({trained_on}): {'; '.join(reasons)}. Its registration cannot be "
+               "trusted. Instead, register it to a fixed scan of your own with the "
+               "teacher (python -m slicreg_lite register MOVING --method teacher --fixed "
+               "FIXED), or train the networks on a cohort like it (python -m "
+               "slicreg_lite train --data folder:PATH --all)")
+    warnings.warn(message, UntrustedResultWarning, stacklevel=4)
+    return [message]
+
+
 #: The two alignments of Slic-Reg and the config section that holds each one's settings.
 ALIGNMENTS = {"paper": "adam", "centre-fit": "centre_fit"}
 
@@ -148,22 +172,8 @@ class _NetworkMethod:
         self.template = self._prepare()
 
     def check_scan(self, image) -> list[str]:
-        """Why the network's result on ``image`` cannot be trusted: the scan is unlike the
-        scans it was trained on (:mod:`slicreg_lite.network.domain`). Empty when it is like them,
-        or when the training scans' profiles are unknown (a method built by hand)."""
-        if self.training_profiles is None:
-            return []
-        reasons = unlike_training(intensity_profile(image), self.training_profiles)
-        if not reasons:
-            return []
-        message = (f"this scan is unlike the scans the network was trained on "
-                   f"({self.trained_on}): {'; '.join(reasons)}. Its registration cannot be "
-                   "trusted. Instead, register it to a fixed scan of your own with the "
-                   "teacher (python -m slicreg_lite register MOVING --method teacher --fixed "
-                   "FIXED), or train the networks on a cohort like it (python -m "
-                   "slicreg_lite train --data folder:PATH --all)")
-        warnings.warn(message, UntrustedResultWarning, stacklevel=3)
-        return [message]
+        """Why the network's result on ``image`` cannot be trusted (:func:`untrusted`)."""
+        return untrusted(image, self.training_profiles, self.trained_on)
 
     @classmethod
     def from_parts(cls, cfg: Config, parts, *, backbone: str = "deeplab", **options):
@@ -173,6 +183,11 @@ class _NetworkMethod:
         return cls(parts.template.image, parts.template_layers(),
                    parts.network(backbone, cls.head), cfg, trained_on=parts.trained_on,
                    training_profiles=parts.training_profiles(), **options)
+
+    @classmethod
+    def network_of(cls, options: dict) -> tuple[str, str]:
+        """The ``(backbone, head)`` of the network it is built with these options."""
+        return options.get("backbone", "deeplab"), cls.head
 
     @property
     def shape(self) -> tuple:
@@ -337,6 +352,70 @@ class RegressionBaseline(_NetworkMethod):
                        result.keypoint_displacement, result, untrusted)
 
 
+class PddNet:
+    """PDD-Net (Heinrich, MICCAI 2019), the paper's comparator: a discrete registration
+    written as a network (:mod:`slicreg_lite.alignment.pdd`), to the template.
+
+    Parameters
+    ----------
+    template_image : numpy.ndarray, shape (D, H, W)
+        The template (fixed scan) in HU, on the preset's grid.
+    model : PddNetwork
+        Trained without labels (``"unsupervised"``) or with the training scans' labels.
+    cfg : Config
+    warps : int
+        Passes of the network: 1, or 2 ("two warps": the second on the once-warped scan).
+    training_profiles, trained_on
+        As for :class:`SlicReg`: a scan unlike the training scans gets a warning.
+    """
+
+    def __init__(self, template_image, model, cfg: Config, *, warps: int = 2,
+                 training_profiles=None, trained_on: str = "its training scans"):
+        if warps not in range(1, len(model.steps) + 1):
+            raise ValueError(f"warps must be between 1 and {len(model.steps)}; got {warps!r}")
+        self.template_image = check_volume(template_image, "template_image").astype(
+            np.float32, copy=False)
+        self.model, self.cfg, self.warps = model.eval(), cfg, warps
+        self.training_profiles, self.trained_on = training_profiles, trained_on
+
+    @classmethod
+    def network_of(cls, options: dict) -> tuple[str, str]:
+        """``("pdd", training)``: the PDD-Net trained as ``options["training"]`` says."""
+        return "pdd", options.get("training", "unsupervised")
+
+    @classmethod
+    def from_parts(cls, cfg: Config, parts, *, training: str = "unsupervised",
+                   warps: int = 2):
+        """The method from the pipeline's ``parts``: the template and the PDD-Net trained
+        ``"unsupervised"`` (without labels) or with ``"labels"``."""
+        return cls(parts.template.image, parts.network("pdd", training), cfg, warps=warps,
+                   trained_on=parts.trained_on,
+                   training_profiles=parts.training_profiles())
+
+    @property
+    def shape(self) -> tuple:
+        """The fixed (template) grid."""
+        return self.template_image.shape
+
+    def check_scan(self, image) -> list[str]:
+        """Why the network's result on ``image`` cannot be trusted (:func:`untrusted`)."""
+        return untrusted(image, self.training_profiles, self.trained_on)
+
+    def register(self, moving, *, labels=None) -> Registration:
+        """Register a moving scan (a Subject or an image on the template's grid)."""
+        image, labels = _moving(moving, labels, self.shape)
+        reasons = self.check_scan(image)
+        start = time.perf_counter()
+        with torch.no_grad():
+            field, output = self.model.dense_field(torch.from_numpy(self.template_image),
+                                                   torch.from_numpy(image), self.warps)
+        seconds = time.perf_counter() - start
+        # the whole registration is the network: nothing runs after it
+        timings = {"inference": seconds, "alignment": 0.0, "total": seconds}
+        return _finish(field.numpy(), image, labels, timings, details=output,
+                       warnings_=reasons)
+
+
 class Teacher:
     """deeds-lite, the conventional registration that teaches the network, on any pair.
 
@@ -351,6 +430,11 @@ class Teacher:
         self.fixed_image = check_volume(fixed_image, "fixed_image").astype(np.float32,
                                                                           copy=False)
         self.cfg = cfg
+
+    @classmethod
+    def network_of(cls, options: dict) -> None:
+        """No network."""
+        return None
 
     @classmethod
     def from_parts(cls, cfg: Config, parts):
@@ -440,7 +524,8 @@ class Parts(Protocol):
         """The template's supervoxel layers (step 1)."""
 
     def network(self, backbone: str, head: str):
-        """A trained network of step 3 (shipped, cached or trained now)."""
+        """A trained network of step 3, or PDD-Net (``backbone="pdd"``): shipped, cached
+        or trained now."""
 
     def training_profiles(self) -> np.ndarray:
         """The intensity profiles of the training scans (:mod:`slicreg_lite.network.domain`)."""
@@ -458,9 +543,11 @@ class Method:
         Its row in the table.
     registration : type or None
         The class that registers a scan (:class:`SlicReg`, :class:`RegressionBaseline`,
-        :class:`Teacher`); ``None`` for a measurement row of the evaluation.
+        :class:`PddNet`, :class:`Teacher`); ``None`` for a measurement row of the
+        evaluation.
     options : dict
-        Keyword arguments of the class's ``from_parts`` (the backbone, the alignment).
+        Keyword arguments of the class's ``from_parts`` (the backbone, the alignment;
+        PDD-Net's training and warps).
     measurement : str or None
         For a measurement row: ``"initial"`` (no registration), ``"keypoints"`` (the
         teacher's field read at the keypoints) or ``"oracle"`` (the alignment on the
@@ -469,6 +556,9 @@ class Method:
         Offered by the ``register`` command (a method for your own scans).
     summary : str
         One line for ``--help``.
+    trained_with_labels : bool
+        Its network learnt from the training scans' organ labels (every other row learns
+        without them: Slic-Reg from the teacher's supervoxels).
     """
 
     name: str
@@ -478,6 +568,7 @@ class Method:
     measurement: str | None = None
     on_new_scans: bool = False
     summary: str = ""
+    trained_with_labels: bool = False
 
     @property
     def any_fixed_scan(self) -> bool:
@@ -486,14 +577,18 @@ class Method:
 
     @property
     def network(self) -> tuple[str, str] | None:
-        """The ``(backbone, head)`` of the network it needs, if any."""
-        head = getattr(self.registration, "head", None)
-        return (self.options.get("backbone", "deeplab"), head) if head else None
+        """The ``(backbone, head)`` of the network it needs, if any (PDD-Net's:
+        ``("pdd", training)``)."""
+        return None if self.registration is None else self.registration.network_of(
+            self.options)
 
 
 SLIC_REG = "Slic-Reg (paper): 3D DeepLab + Slic + Adam"
 CENTRE_FIT = "Slic-Reg + centre fit (this toolkit)"
 UNET_SLIC = "3D UNet + Slic + Adam"
+PDD_ONE_WARP = "PDD-Net, one warp"
+PDD_NET = "PDD-Net, two warps"
+PDD_LABELS = "PDD-Net, two warps, trained with labels"
 TEACHER = "deeds-lite teacher (direct)"
 INITIAL = "initial, not registered"
 KEYPOINTS = "teacher field at the keypoints + spline"
@@ -502,10 +597,13 @@ ORACLE_FIT = "oracle: the centre fit on the teacher's supervoxels"
 
 #: Every row of the table, in its order. The rows named after the paper do what the paper
 #: does; the ablations (UNet, regression) use the paper's alignment; the centre fit is
-#: this toolkit's extension, in a row of its own. Three measurement rows tell where
-#: accuracy goes between the teacher and Slic-Reg: the teacher's own field read at the
-#: keypoints and rebuilt by the spline (what the representation keeps), and each alignment
-#: on the teacher's supervoxels of the scan (what a perfect network would give).
+#: this toolkit's extension, in a row of its own. PDD-Net, the paper's comparator, is
+#: trained on the same training scans without labels, like Slic-Reg (the paper's row);
+#: its row "trained with labels" shows what the MICCAI paper's labels buy it. Three
+#: measurement rows tell where accuracy goes between the teacher and Slic-Reg: the
+#: teacher's own field read at the keypoints and rebuilt by the spline (what the
+#: representation keeps), and each alignment on the teacher's supervoxels of the scan
+#: (what a perfect network would give).
 METHODS = (
     Method("initial", INITIAL, measurement="initial"),
     Method("teacher", TEACHER, Teacher, on_new_scans=True,
@@ -514,6 +612,12 @@ METHODS = (
     Method("oracle", ORACLE, measurement="oracle", options={"alignment": "paper"}),
     Method("oracle-fit", ORACLE_FIT, measurement="oracle",
            options={"alignment": "centre-fit"}),
+    Method("pdd-1", PDD_ONE_WARP, PddNet, {"training": "unsupervised", "warps": 1}),
+    Method("pdd", PDD_NET, PddNet, {"training": "unsupervised", "warps": 2},
+           on_new_scans=True,
+           summary="PDD-Net, the paper's comparator (two warps, trained without labels)"),
+    Method("pdd-labels", PDD_LABELS, PddNet, {"training": "labels", "warps": 2},
+           trained_with_labels=True),
     Method("unet-regression", "3D UNet + regression + RW", RegressionBaseline,
            {"backbone": "unet"}),
     Method("unet-slicreg", UNET_SLIC, SlicReg, {"backbone": "unet", "alignment": "paper"}),

@@ -14,6 +14,7 @@ from slicreg_lite import evaluation
 from slicreg_lite.apps.cli import main
 from slicreg_lite.cohort.layouts import export_cohort
 from slicreg_lite.cohort.nifti import save_nifti
+from slicreg_lite.cohort.sources import open_source
 from slicreg_lite.core.config import RunSettings, get_config
 from slicreg_lite.pipeline import stages, weights
 
@@ -84,6 +85,10 @@ def test_cli_run_prints_the_whole_table_and_writes_the_results(shared):
     assert "This toolkit's centre fit (an extension, not in the paper)" in printed
     # the decomposition rows: where accuracy goes between the teacher and Slic-Reg
     assert "to the keypoint + spline representation" in printed
+    # the paper's comparator, and which row learnt from labels
+    assert "Slic-Reg (paper) vs PDD-Net, two warps, the paper's comparator" in printed
+    assert "PDD-Net's second warp" in printed and "What the training scans' labels buy" in printed
+    assert f"organ labels: {evaluation.PDD_LABELS}." in printed
 
     out = shared["root"] / "out" / "smoke"
     for name in ("table.md", "results.json", "dice_boxplots.png", "overlays.png"):
@@ -205,8 +210,10 @@ def test_a_folder_without_labels_is_registered_but_not_scored(shared, capsys):
     assert "no labels to score them" in printed
     rows = {line.split("|")[1].strip(): line for line in printed.splitlines()
             if line.startswith("| ") and "no labels" in line}
-    assert list(rows) == [m.label for m in evaluation.METHODS]
+    assert list(rows) == [m.label for m in evaluation.METHODS if not m.trained_with_labels]
     assert f"{evaluation.SLIC_REG}: not scored, no labels" in printed
+    assert (f"{evaluation.PDD_LABELS}: not computed, its network learns from labels the "
+            "training scans lack") in printed
     out = shared["root"] / "out-unlabelled" / "smoke"
     results = json.loads((out / "results.json").read_text())
     entry = results["methods"][evaluation.SLIC_REG]
@@ -247,8 +254,6 @@ def test_cli_unwritable_output(shared, tmp_path, capsys):
 
 @pytest.mark.parametrize("layout", ["bcv", "learn2reg", "folder"])
 def test_cli_export_writes_a_layout_that_reads_back(shared, tmp_path, layout):
-    from slicreg_lite.cohort.sources import open_source
-
     code, printed = run_main(["export", str(tmp_path / layout), "--preset", "smoke",
                               "--layout", layout, "--quiet"])
     assert code == 0 and f"--data {layout}:" in printed
@@ -270,11 +275,20 @@ def test_cli_train_writes_weights(shared, tmp_path, monkeypatch):
     assert code == 0 and "wrote" in printed
     assert (folder / "smoke" / "unet_slic.pt").exists()
     assert "unet_slic" in (folder / "manifest.json").read_text()
+    code, printed = run_main(["train", "--preset", "smoke", "--backbone", "pdd", "--head",
+                              "unsupervised", "--quiet", "--jobs", "1"])
+    assert code == 0 and "pairs of scans" in printed
+    assert "pdd_unsupervised" in (folder / "manifest.json").read_text()
+    data = open_source("phantom", SMOKE)
+    assert weights.shipped_weights(SMOKE, data, "pdd", "unsupervised") == \
+        folder / "smoke" / "pdd_unsupervised.pt"
+    # a head of another network is refused by name
+    code, _ = run_main(["train", "--preset", "smoke", "--backbone", "pdd", "--head", "slic",
+                        "--quiet"])
+    assert code == 2
 
 
 def test_cli_train_publishes_weights_for_another_source(shared, tmp_path, monkeypatch):
-    from slicreg_lite.cohort.sources import open_source
-
     folder = tmp_path / "weights"
     monkeypatch.setattr(weights, "weights_dir", lambda: folder)
     data_folder = shared["root"] / "exported-bcv"

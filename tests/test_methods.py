@@ -32,7 +32,7 @@ def test_the_cli_offers_the_tables_methods_for_new_scans():
     offered = _choices(_subparser("register"), "--method")
     assert offered == methods.REGISTER_NAMES
     assert offered == tuple(m.name for m in methods.METHODS if m.on_new_scans)
-    assert set(offered) == {"slicreg", "slicreg-fit", "regression", "teacher"}
+    assert set(offered) == {"slicreg", "slicreg-fit", "regression", "pdd", "teacher"}
 
 
 def test_the_evaluation_rows_are_the_table(monkeypatch):
@@ -45,7 +45,7 @@ def test_the_evaluation_rows_are_the_table(monkeypatch):
 
 def test_the_register_command_refuses_names_outside_the_table(tmp_path):
     with pytest.raises(ValueError, match="method must be one of .*'teacher'.*'slicreg'"):
-        register_scans(tmp_path / "moving.nii.gz", method="pdd")
+        register_scans(tmp_path / "moving.nii.gz", method="pdd-labels")
     with pytest.raises(ValueError, match="oracle"):
         register_scans(tmp_path / "moving.nii.gz", method="oracle")
 
@@ -58,11 +58,13 @@ def test_unknown_and_measurement_rows_are_refused_by_load_method():
 
 
 def test_train_all_trains_the_networks_the_table_needs():
-    assert methods.networks_needed() == (("unet", "regression"), ("unet", "slic"),
+    assert methods.networks_needed() == (("pdd", "unsupervised"), ("pdd", "labels"),
+                                         ("unet", "regression"), ("unet", "slic"),
                                          ("deeplab", "regression"), ("deeplab", "slic"))
     for method in methods.METHODS:
         if method.network:
             assert method.network in methods.networks_needed()
+    assert [m.name for m in methods.METHODS if m.trained_with_labels] == ["pdd-labels"]
     assert methods.method_named("teacher").any_fixed_scan
     assert not methods.method_named("slicreg").any_fixed_scan
 

@@ -125,7 +125,7 @@ def scans():
 
 def _trained(scans, iterations):
     torch.manual_seed(0)
-    model = pdd.PddNet(channels=4, width=8, radius=1)
+    model = pdd.PddNetwork(channels=4, width=8, radius=1)
     history = pdd.train_pdd(model, scans, iterations=iterations, learning_rate=0.01,
                             regularisation=1.0, seed=3)
     return model, history
@@ -148,7 +148,69 @@ def test_one_and_two_warps_give_a_field_on_the_fixed_grid(scans):
         two, _ = model.dense_field(fixed, moving, warps=2)
     assert one.shape == two.shape == (3, *fixed.shape)
     assert output.probabilities.shape[0] == 27 and torch.isfinite(two).all()
-    with pytest.raises(ValueError, match="warps must be 1 or 2"):
+    with pytest.raises(ValueError, match="warps must be between 1 and 2"):
         model.dense_field(fixed, moving, warps=3)
     with pytest.raises(ValueError, match="one shape"):
         model(fixed, moving[:-1])
+
+
+def test_the_label_loss_is_zero_when_the_certain_candidate_is_the_true_shift():
+    """The non-local label loss: each candidate proposes the moving labels at its
+    displacement; all probability on the true shift reproduces the fixed labels."""
+    labels = torch.zeros(2, 12, 10, 14)
+    labels[1, 3:8, 2:7, 4:10] = 1.0
+    labels[0] = 1.0 - labels[1]
+    labels[:, :2], labels[:, -2:], labels[:, :, :2], labels[:, :, -2:] = 0, 0, 0, 0
+    labels[:, :, :, :2], labels[:, :, :, -2:] = 0, 0  # the border: nothing to compare
+    shift = (1, -1, 2)  # in feature voxels
+    moving = torch.roll(labels, shifts=shift, dims=(1, 2, 3))
+    displacements = pdd.displacement_set(2) * pdd.PddNetwork.stride  # in scan voxels
+    index = [tuple(d) for d in pdd.displacement_set(2).long().tolist()].index(shift)
+    probabilities = torch.zeros(len(displacements), 6, 5, 7)
+    probabilities[index] = 1.0
+    output = pdd.PddOutput(torch.zeros(3, 6, 5, 7), probabilities, torch.zeros_like(probabilities),
+                           displacements)
+    weights = torch.ones(2)
+    assert pdd.label_loss(labels, moving, output, 2, weights) == 0.0
+    probabilities = torch.zeros_like(probabilities)
+    probabilities[[index + 1 if index + 1 < len(displacements) else 0]] = 1.0
+    wrong = pdd.PddOutput(output.field, probabilities, output.cost, displacements)
+    assert pdd.label_loss(labels, moving, wrong, 2, weights) > 0.0
+
+
+def test_training_with_labels_is_deterministic(scans):
+    cfg = get_config("smoke")
+    labels = [generate_subject(i, cfg.phantom, cfg.grid).labels for i in (2, 3, 5, 38)]
+
+    def trained():
+        torch.manual_seed(0)
+        model = pdd.PddNetwork(channels=4, width=8, radius=1)
+        return model, pdd.train_pdd(model, scans, labels=labels, iterations=4,
+                                    learning_rate=0.01, regularisation=0.003, seed=3)
+
+    (first, history), (second, again) = trained(), trained()
+    assert history["loss"] == again["loss"] and all(np.isfinite(history["loss"]))
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="one label map per scan"):
+        pdd.train_pdd(first, scans, labels=labels[:2], iterations=1, learning_rate=0.01,
+                      regularisation=0.0, seed=0)
+
+
+def test_the_registration_method_names_bad_input(scans):
+    from slicreg_lite.methods import PddNet
+
+    cfg = get_config("smoke")
+    model = pdd.PddNetwork(channels=4, width=8, radius=1)
+    method = PddNet(scans[3], model, cfg, warps=2)
+    result = method.register(scans[0])
+    assert result.displacement.shape == (3, *scans[3].shape)
+    assert result.timings["inference"] > 0 and result.warped_labels is None
+    with pytest.raises(ValueError, match="moving must be on the fixed scan's grid"):
+        method.register(scans[0][:-1])
+    broken = scans[0].copy()
+    broken[3, 4, 5] = np.nan
+    with pytest.raises(ValueError, match="moving"):
+        method.register(broken)
+    with pytest.raises(ValueError, match="warps must be between 1 and 2"):
+        PddNet(scans[3], model, cfg, warps=3)

@@ -29,11 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 STORED = ROOT / "data" / "results" / "lite.json"
-#: The four shipped networks, as the README names them: (backbone, head, name).
+#: The shipped networks, as the README names them: (backbone, head, name).
 NETWORKS = (("deeplab", "slic", "DeepLab, supervoxel head"),
             ("unet", "slic", "UNet, supervoxel head"),
             ("deeplab", "regression", "DeepLab, regression head"),
-            ("unet", "regression", "UNet, regression head"))
+            ("unet", "regression", "UNet, regression head"),
+            ("pdd", "unsupervised", "PDD-Net, without labels (one pair per iteration)"),
+            ("pdd", "labels", "PDD-Net, with labels (one pair per iteration)"))
 
 
 def results_block(content: dict) -> str:

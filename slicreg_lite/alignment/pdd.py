@@ -1,6 +1,6 @@
 """PDD-Net (Heinrich, MICCAI 2019), the paper's comparator: a discrete registration
-written as a network (step 4). Its layers, the network (:class:`PddNet`) and its training
-without labels (:func:`train_pdd`).
+written as a network (step 4). Its layers, the network (:class:`PddNetwork`) and its
+training (:func:`train_pdd`), without labels or with them.
 
 A probabilistic dense displacement network compares two scans' features at a grid of
 points over a dense set of candidate displacements, makes that comparison smooth and
@@ -21,9 +21,11 @@ differentiable, and reads the field off as an expectation:
 5. **Expected displacement** (:func:`expected_displacement`): the field.
 
 "Two warps" apply the network a second time, to the moving scan warped by the first
-field (:meth:`PddNet.dense_field`). Trained without labels (:func:`train_pdd`), the
-network learns features that make the warped scan's MIND descriptors match the fixed
-scan's, with a diffusion regulariser on the field.
+field, with finer candidates (:meth:`PddNetwork.dense_field`). Trained without labels
+(:func:`train_pdd`), the network learns features that make the warped scan's MIND
+descriptors match the fixed scan's, with a diffusion regulariser on the field; trained
+with the training scans' labels, as in the MICCAI paper, a non-local label loss
+(:func:`label_loss`) replaces the MIND similarity.
 
 Displacements follow :mod:`slicreg_lite.core.spatial`: ``(3, D, H, W)`` in voxels, on the
 fixed grid, pointing into the moving scan. Costs are ``(L, gd, gh, gw)`` tensors: one
@@ -77,6 +79,41 @@ def _check_features(features: torch.Tensor, name: str) -> torch.Tensor:
     return features
 
 
+def shifted_windows(volume: torch.Tensor, offsets: torch.Tensor, grid_step: int):
+    """The volume read at every grid point moved by each offset, one offset at a time.
+
+    Parameters
+    ----------
+    volume : torch.Tensor, shape (C, D, H, W)
+    offsets : torch.Tensor of int, shape (L, 3)
+        In voxels of ``volume``.
+    grid_step : int
+        Voxels between grid points (the points sit at ``0, grid_step, 2 * grid_step, ...``).
+
+    Yields
+    ------
+    torch.Tensor, shape (C, gd, gh, gw)
+        One per offset, in order. Values beyond the volume read as 0. Differentiable in
+        ``volume``.
+    """
+    offsets = offsets.long().tolist()
+    reach = max(abs(o) for offset in offsets for o in offset)
+    padded = F.pad(volume, (reach,) * 6)
+    size = [len(range(0, n, grid_step)) for n in volume.shape[1:]]
+    # the padded volume split into its grid_step ** 3 interleaved sub-grids, once: every
+    # window is then a plain block of one of them (and its gradient a small one)
+    phases = {}
+    for offset in offsets:
+        start = [reach + o for o in offset]
+        phase = tuple(n % grid_step for n in start)
+        if phase not in phases:
+            phases[phase] = padded[:, phase[0]::grid_step, phase[1]::grid_step,
+                                   phase[2]::grid_step]
+        corner = [n // grid_step for n in start]
+        yield phases[phase][:, corner[0]:corner[0] + size[0], corner[1]:corner[1] + size[1],
+                            corner[2]:corner[2] + size[2]]
+
+
 def correlation(fixed: torch.Tensor, moving: torch.Tensor, *, grid_step: int,
                 radius: int, step: int = 1) -> torch.Tensor:
     """The 6D dissimilarity map: fixed features at grid points against moving features at
@@ -101,31 +138,24 @@ def correlation(fixed: torch.Tensor, moving: torch.Tensor, *, grid_step: int,
     if fixed.shape != moving.shape:
         raise ValueError(f"fixed and moving must have one shape; got {tuple(fixed.shape)} "
                          f"and {tuple(moving.shape)}")
-    reach = radius * step
-    padded = F.pad(moving, (reach,) * 6)
     at_points = fixed[:, ::grid_step, ::grid_step, ::grid_step]
-    size = at_points.shape[1:]
-    costs = []
-    for offset in displacement_set(radius, step).long().tolist():
-        start = [reach + o for o in offset]
-        window = padded[:, start[0]::grid_step, start[1]::grid_step, start[2]::grid_step]
-        window = window[:, :size[0], :size[1], :size[2]]
-        costs.append(((at_points - window) ** 2).mean(0))
-    return torch.stack(costs)
+    return torch.stack([((at_points - window) ** 2).mean(0) for window in
+                        shifted_windows(moving, displacement_set(radius, step), grid_step)])
 
 
-def min_convolution(cost: torch.Tensor, weight: float, step: int = 1) -> torch.Tensor:
+def min_convolution(cost: torch.Tensor, weight, step: int = 1) -> torch.Tensor:
     """``min_d' cost(d') + weight * |d - d'|^2`` over the candidate displacements of every
     grid point: the teacher's distance transform on a cube of candidates.
 
     The squared distance adds up over the three axes, so the minimum is taken along one
     axis of the cube at a time: ``n ** 4`` operations per point instead of ``n ** 6``.
+    Gradients flow to the winning costs (and to ``weight``), as through a max-pooling.
 
     Parameters
     ----------
     cost : torch.Tensor, shape (L, gd, gh, gw)
         ``L = n ** 3`` candidates in the order of :func:`displacement_set`.
-    weight : float
+    weight : float or torch.Tensor
         How much a change of displacement between neighbours costs, per squared voxel.
     step : int
         Voxels between neighbouring candidates.
@@ -140,12 +170,17 @@ def min_convolution(cost: torch.Tensor, weight: float, step: int = 1) -> torch.T
                          f"{cost.shape[0]}")
     grid = cost.shape[1:]
     axis = torch.arange(n, dtype=cost.dtype, device=cost.device) * step
-    penalty = weight * (axis[:, None] - axis[None, :]) ** 2  # (to, from)
+    squared = (axis[:, None] - axis[None, :]) ** 2  # (to, from)
     cube = cost.reshape(n, n, n, -1)
     for dim in range(3):
         moved = cube.movedim(dim, 0)  # (from, ., ., points)
-        candidates = moved[None] + penalty.view(n, n, 1, 1, 1)  # (to, from, ., ., points)
-        cube = candidates.amin(dim=1).movedim(0, dim)
+        # which candidate wins is found without gradients, then read from the winners:
+        # the backward pass keeps no (to, from) sums
+        with torch.no_grad():
+            sums = moved[None] + float(weight) * squared.view(n, n, 1, 1, 1)  # (to, from, ...)
+            winners = sums.min(dim=1).indices  # (to, ., ., points)
+        moves = (axis.view(n, 1, 1, 1) - axis[winners]) ** 2
+        cube = (torch.gather(moved, 0, winners) + weight * moves).movedim(0, dim)
     return cube.reshape(n ** 3, *grid)
 
 
@@ -256,7 +291,7 @@ class FeatureExtractor(nn.Module):
 
 @dataclass
 class PddOutput:
-    """What one pass of :class:`PddNet` computes (on the grid of points).
+    """What one pass of :class:`PddNetwork` computes (on the grid of points).
 
     Attributes
     ----------
@@ -266,17 +301,20 @@ class PddOutput:
         Of every candidate displacement, after the regularisation.
     cost : torch.Tensor, shape (L, gd, gh, gw)
         The data cost before it (:func:`correlation`).
+    displacements : torch.Tensor, shape (L, 3)
+        The candidates, in voxels of the scans.
     """
 
     field: torch.Tensor
     probabilities: torch.Tensor
     cost: torch.Tensor
+    displacements: torch.Tensor
 
 
-class PddNet(nn.Module):
+class PddNetwork(nn.Module):
     """PDD-Net: features, correlation, min-convolutions and mean-field steps, softmax, the
     expected displacement; applied twice ("two warps"), the second time to the moving
-    scan warped by the first field.
+    scan warped by the first field, with finer candidates.
 
     Parameters
     ----------
@@ -284,57 +322,71 @@ class PddNet(nn.Module):
         The feature extractor's output channels and width.
     grid_step : int
         Feature voxels between grid points.
-    radius, step : int
-        Candidate displacements (:func:`displacement_set`), in feature voxels.
+    radius : int
+        Candidates per axis: ``2 * radius + 1`` (:func:`displacement_set`).
+    steps : tuple of int
+        Feature voxels between candidates, one per warp (the second warp's are finer).
     iterations : int
         Mean-field steps.
     intensity_scale : float
         Hounsfield units are divided by it before the extractor.
     """
 
-    def __init__(self, *, channels: int = 16, width: int = 24, grid_step: int = 2,
-                 radius: int = 3, step: int = 1, iterations: int = 2,
-                 intensity_scale: float = 500.0):
-        super().__init__()
-        self.extractor = FeatureExtractor(channels, width)
-        self.grid_step, self.radius, self.step = grid_step, radius, step
-        self.iterations, self.intensity_scale = iterations, intensity_scale
-        # the regularisation's three numbers are learnt too, on a log scale (positive)
-        self.log_weight = nn.Parameter(torch.tensor(0.0))
-        self.log_smoothness = nn.Parameter(torch.tensor(-3.0))
-        self.log_temperature = nn.Parameter(torch.tensor(-2.0))
-        self.register_buffer("displacements", displacement_set(radius, step),
-                             persistent=False)
-
     #: Scans are read at half resolution: one feature voxel is this many voxels.
     stride = 2
 
-    def forward(self, fixed: torch.Tensor, moving: torch.Tensor) -> PddOutput:
-        """One pass: ``fixed`` and ``moving`` are ``(D, H, W)`` scans in HU on one grid."""
+    def __init__(self, *, channels: int = 16, width: int = 24, grid_step: int = 2,
+                 radius: int = 3, steps=(2, 1), iterations: int = 2,
+                 intensity_scale: float = 500.0):
+        super().__init__()
+        if len(steps) < 1:
+            raise ValueError(f"steps must name one step per warp; got {steps}")
+        self.extractor = FeatureExtractor(channels, width)
+        self.grid_step, self.radius, self.steps = grid_step, radius, tuple(steps)
+        self.iterations, self.intensity_scale = iterations, intensity_scale
+        # the regularisation's three numbers are learnt too, on a log scale (positive);
+        # they start where MIND features would register well (unit-length features cost
+        # between 0 and 4 / channels)
+        self.log_weight = nn.Parameter(torch.tensor(0.0))
+        self.log_smoothness = nn.Parameter(torch.tensor(float(np.log(0.01))))
+        self.log_temperature = nn.Parameter(torch.tensor(float(np.log(0.02))))
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """A scan's features, ``(channels, ceil(D / 2), ceil(H / 2), ceil(W / 2))``, of
+        unit length at every voxel (so that costs, and the temperature, keep one scale)."""
+        return F.normalize(self.extractor(image / self.intensity_scale), dim=0)
+
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, warp: int = 0) -> PddOutput:
+        """One pass: ``fixed`` and ``moving`` are ``(D, H, W)`` scans in HU on one grid;
+        ``warp`` chooses the candidates (``steps[warp]``)."""
         if fixed.shape != moving.shape or fixed.ndim != 3:
             raise ValueError(f"fixed and moving must be (D, H, W) scans of one shape; got "
                              f"{tuple(fixed.shape)} and {tuple(moving.shape)}")
-        fixed_features = self.extractor(fixed / self.intensity_scale)
-        moving_features = self.extractor(moving / self.intensity_scale)
-        cost = correlation(fixed_features, moving_features, grid_step=self.grid_step,
-                           radius=self.radius, step=self.step)
+        step = self.steps[warp]
+        cost = correlation(self.features(fixed), self.features(moving),
+                           grid_step=self.grid_step, radius=self.radius, step=step)
         regularised = mean_field(cost, weight=self.log_weight.exp(),
                                  smoothness=self.log_smoothness.exp(),
-                                 iterations=self.iterations, step=self.step)
+                                 iterations=self.iterations, step=step)
         probabilities = displacement_probabilities(regularised, self.log_temperature.exp())
-        field = expected_displacement(probabilities, self.displacements) * self.stride
-        return PddOutput(field, probabilities, cost)
+        displacements = displacement_set(self.radius, step).to(cost) * self.stride
+        field = expected_displacement(probabilities, displacements)
+        return PddOutput(field, probabilities, cost, displacements)
 
     def dense_field(self, fixed: torch.Tensor, moving: torch.Tensor, warps: int = 2):
         """The field on the fixed scan's grid after ``warps`` passes (voxels, (3, D, H, W)),
-        and the last pass's output. The second pass sees the moving scan warped by the
-        first field; the fields compose."""
-        if warps not in (1, 2):
-            raise ValueError(f"warps must be 1 or 2; got {warps}")
+        and the last pass's output.
+
+        The second pass (the second warp) sees the moving scan warped by the first field,
+        with finer candidates; its field is composed with the first.
+        """
+        if warps not in range(1, len(self.steps) + 1):
+            raise ValueError(f"warps must be between 1 and {len(self.steps)} (one candidate "
+                             f"step per warp: {self.steps}); got {warps}")
         total, output = None, None
-        for _ in range(warps):
+        for warp in range(warps):
             moved = moving if total is None else warp_image(moving, total, fill=-1000.0)
-            output = self(fixed, moved)
+            output = self(fixed, moved, warp)
             field = grid_to_field(output.field, fixed.shape, self.grid_step * self.stride)
             total = field if total is None else compose(total, field)
         return total, output
@@ -348,26 +400,70 @@ def similarity_loss(fixed_mind: torch.Tensor, moving_mind: torch.Tensor,
     return ((fixed_mind - warp_image(moving_mind, field)) ** 2).mean()
 
 
+def label_loss(fixed_labels: torch.Tensor, moving_labels: torch.Tensor,
+               output: PddOutput, grid_step: int, class_weights: torch.Tensor) -> torch.Tensor:
+    """The MICCAI paper's non-local label loss: every candidate displacement proposes the
+    moving scan's labels there, weighted by its probability; the expected labels at each
+    grid point should be the fixed scan's.
+
+    Parameters
+    ----------
+    fixed_labels, moving_labels : torch.Tensor, shape (K, d, h, w)
+        Soft one-hot labels at the features' resolution.
+    output : PddOutput
+        The pass whose probabilities are trained.
+    grid_step : int
+        Feature voxels between grid points.
+    class_weights : torch.Tensor, shape (K,)
+
+    Returns
+    -------
+    torch.Tensor
+        The class-weighted mean squared difference.
+    """
+    offsets = (output.displacements / PddNetwork.stride).round()
+    target = fixed_labels[:, ::grid_step, ::grid_step, ::grid_step]
+    expected = sum(probability * window for probability, window in
+                   zip(output.probabilities, shifted_windows(moving_labels, offsets, grid_step)))
+    squared = ((expected - target) ** 2).mean((1, 2, 3))
+    return (class_weights * squared).sum() / class_weights.sum()
+
+
 def diffusion(field: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of neighbouring displacements (the diffusion regulariser)."""
     return sum(((field.diff(dim=axis)) ** 2).mean() for axis in (1, 2, 3))
 
 
-def train_pdd(model: PddNet, images: list, *, iterations: int, learning_rate: float,
-              regularisation: float, seed: int, progress: bool = False) -> dict:
-    """Train PDD-Net without labels on random pairs of scans: MIND similarity after one
-    pass + ``regularisation`` x diffusion of the grid field. Deterministic on the CPU.
+def _one_hot(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Soft one-hot labels at half resolution (a 2x2x2 average of the one-hot volume)."""
+    one_hot = F.one_hot(torch.as_tensor(labels, dtype=torch.long), n_classes)
+    one_hot = one_hot.permute(3, 0, 1, 2).float()[None]
+    return F.avg_pool3d(one_hot, 2, ceil_mode=True)[0]
+
+
+def train_pdd(model: PddNetwork, images: list, *, iterations: int, learning_rate: float,
+              regularisation: float, seed: int, labels: list | None = None,
+              progress: bool = False) -> dict:
+    """Train PDD-Net on random pairs of the training scans, one pass (the first warp).
+
+    Without labels (the default): the MIND similarity of the fixed scan and the warped
+    moving scan, at half resolution, plus ``regularisation`` x the diffusion of the grid
+    field. With ``labels``: the non-local label loss (:func:`label_loss`) instead of the
+    similarity, as in the MICCAI paper. The second warp reuses what the first learnt.
+    Deterministic on the CPU.
 
     Parameters
     ----------
-    model : PddNet
+    model : PddNetwork
     images : list of numpy.ndarray, shape (D, H, W)
         Scans on one grid (HU): the training scans.
     iterations : int
         Adam steps, one pair each.
     learning_rate, regularisation : float
     seed : int
-        Decides the pairs and the initial weights' draw order.
+        Decides the pairs.
+    labels : list of numpy.ndarray, optional
+        The scans' organ labels (integers), for the weakly supervised variant.
     progress : bool
 
     Returns
@@ -380,20 +476,37 @@ def train_pdd(model: PddNet, images: list, *, iterations: int, learning_rate: fl
     if len(images) < 2 or iterations < 1:
         raise ValueError(f"need at least 2 scans and iterations >= 1; got {len(images)} "
                          f"and {iterations}")
-    torch.manual_seed(seed)
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"labels must give one label map per scan; got {len(labels)} for "
+                         f"{len(images)} scans")
     rng = np.random.default_rng(seed)
     scans = [torch.as_tensor(np.asarray(image, dtype=np.float32)) for image in images]
-    descriptors = [mind_ssc(scan) for scan in scans]
+    half = [(n + 1) // 2 for n in scans[0].shape]
+    grid_step = model.grid_step
+    if labels is None:
+        # MIND at half resolution: the loss looks where the features look
+        targets = [F.avg_pool3d(mind_ssc(scan)[None], 2, ceil_mode=True)[0] for scan in scans]
+    else:
+        n_classes = int(max(np.max(label) for label in labels)) + 1
+        targets = [_one_hot(label, n_classes) for label in labels]
+        # rare organs count more (inverse square root of their volume), the background less
+        volume = torch.stack([t.sum((1, 2, 3)) for t in targets]).sum(0)
+        class_weights = (volume + 1).rsqrt()
+        class_weights = class_weights / class_weights.mean()
+        class_weights[0] = 0.15
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     model.train()
     history = {"loss": []}
     for _ in tqdm(range(iterations), desc="training PDD-Net", disable=not progress):
         fixed, moving = (int(i) for i in rng.choice(len(scans), size=2, replace=False))
         output = model(scans[fixed], scans[moving])
-        field = grid_to_field(output.field, scans[fixed].shape,
-                              model.grid_step * model.stride)
-        loss = (similarity_loss(descriptors[fixed], descriptors[moving], field)
-                + regularisation * diffusion(output.field))
+        if labels is None:
+            field = grid_to_field(output.field / model.stride, half, grid_step)
+            match = similarity_loss(targets[fixed], targets[moving], field)
+        else:
+            match = label_loss(targets[fixed], targets[moving], output, grid_step,
+                               class_weights)
+        loss = match + regularisation * diffusion(output.field)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

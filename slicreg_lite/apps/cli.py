@@ -87,10 +87,10 @@ def _run(args, cfg, data, run) -> int:
           f"[{time.perf_counter() - t:.1f} s]")
 
     t = time.perf_counter()
-    for backbone, head in networks_needed():
+    for backbone, head in _trainable_networks(cfg, data, run):
         stages.network(cfg, data, backbone, head, run=run)
-    print(f"[3] networks: DeepLab and UNet, each with the supervoxel and the regression head "
-          f"(shipped weights or trained) [{time.perf_counter() - t:.1f} s]")
+    print(f"[3] networks: DeepLab and UNet, each with the supervoxel and the regression head, "
+          f"and PDD-Net (shipped weights or trained) [{time.perf_counter() - t:.1f} s]")
 
     t = time.perf_counter()
     evaluation = evaluation_module.evaluate(cfg, data, run=run)
@@ -127,18 +127,34 @@ def _export(args, cfg, data, run) -> int:
     return 0
 
 
-def _train(args, cfg, data, run) -> int:
+def _trainable_networks(cfg, data, run) -> tuple:
+    """The networks the table needs, less those that learn from labels the training scans
+    lack (their rows say so)."""
+    subjects = stages.cohort(cfg, data, data.split.train_ids, run=run)
+    labelled = all(subject.labels is not None for subject in subjects.values())
+    return networks_needed([m for m in METHODS if labelled or not m.trained_with_labels])
 
-    pairs = networks_needed() if args.all else [(args.backbone, args.head)]
+
+def _train(args, cfg, data, run) -> int:
+    pairs = (_trainable_networks(cfg, data, run) if args.all
+             else [(args.backbone, args.head)])
     for backbone, head in pairs:
+        iterations = (f"{cfg.pdd.iterations} pairs of scans" if backbone == "pdd" else
+                      f"{cfg.training.iterations} iterations of {cfg.training.batch_size} "
+                      "scans")
         print(f"training {backbone} + {head} under {cfg.name!r} on {data.spec!r} "
-              f"({cfg.training.iterations} iterations of {cfg.training.batch_size} scans)")
-        _, checkpoint = stages.network(cfg, data, backbone, head, retrain=True, run=run)
+              f"({iterations})")
+        try:
+            _, checkpoint = stages.network(cfg, data, backbone, head, retrain=True, run=run)
+        except ValueError as error:  # a head of another network; labels the scans lack
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         history = checkpoint["history"]
         target = stages.publish_network(cfg, data, backbone, head)
-        final = history["validation"][-1][1] if history["validation"] else float("nan")
+        watched = history.get("validation")
+        final = f", validation {watched[-1][1]:.3f}" if watched else ""
         print(f"  {history['seconds']:.0f} s, loss {history['loss'][0]:.2f} -> "
-              f"{history['loss'][-1]:.2f}, validation {final:.3f}; wrote {target}")
+              f"{history['loss'][-1]:.2f}{final}; wrote {target}")
     return 0
 
 
@@ -226,12 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
         "train", parents=[common],
         help="train a network and store it as shipped weights (data/weights)",
         description="Train a network of step 3 from scratch on the teacher's supervoxels "
-                    "and write it to data/weights/<preset>/ (weights for another --data than "
-                    "the phantom go to data/weights/<preset>/<data>/) with its checksum.")
-    train.add_argument("--backbone", default="deeplab", choices=("deeplab", "unet"))
-    train.add_argument("--head", default="slic", choices=("slic", "regression"))
+                    "(or PDD-Net on the training scans) and write it to "
+                    "data/weights/<preset>/ (weights for another --data than the phantom go "
+                    "to data/weights/<preset>/<data>/) with its checksum.")
+    train.add_argument("--backbone", default="deeplab", choices=("deeplab", "unet", "pdd"),
+                       help="pdd: PDD-Net, the paper's comparator (its --head is its training: "
+                            "unsupervised or labels)")
+    train.add_argument("--head", default="slic",
+                       choices=("slic", "regression", *stages.PDD_TRAININGS))
     train.add_argument("--all", action="store_true",
-                       help="all four backbone/head pairs of the evaluation table")
+                       help="every network of the evaluation table (Slic-Reg's four "
+                            "backbone/head pairs, PDD-Net's two trainings)")
     train.set_defaults(handler=_train)
 
     register = commands.add_parser(

@@ -153,7 +153,7 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
     labels, fixed_labels : path or array, optional
         Label maps of the moving and the fixed scan (for the warped labels and the scores;
         the template's own labels serve as fixed labels when the data has them).
-    method : {"slicreg", "slicreg-fit", "regression", "teacher"}
+    method : {"slicreg", "slicreg-fit", "regression", "pdd", "teacher"}
         Slic-Reg with the paper's alignment, Slic-Reg with this toolkit's centre fit, the
         regression baseline, the deeds-lite teacher.
     out : str or os.PathLike, optional

@@ -338,6 +338,58 @@ class RegressionConfig:
 
 
 @dataclass(frozen=True)
+class PddConfig:
+    """PDD-Net, the paper's comparator (:mod:`slicreg_lite.alignment.pdd`; notebook 05).
+
+    The ``paper`` preset keeps the original's sizes where this design has them (24
+    feature channels, 11 candidates per axis, about 30 grid points per axis, Adam at
+    0.005 for 1000 pairs). What differs from the original, in every preset, and why:
+
+    - the feature extractor is two plain 3D convolutions and a 1x1 (about 17,000 weights
+      at 16 channels) instead of OBELISK's learnt sparse offsets: as small, and readable;
+    - the min-convolution is exact (the teacher's distance transform on the cube of
+      candidates) instead of min- and average-pooling, and the mean field averages the six
+      face neighbours instead of two 3x3x3 average pools;
+    - three learnt numbers weigh the regularisation (the original learns six);
+    - no short Adam fit of a smooth grid after each warp: the expected displacement is
+      the field (the paper's network, not its instance optimisation);
+    - the network is trained on one pass; the second warp reuses it with finer candidates,
+      as the authors' two-warp script reuses one network;
+    - without labels, the similarity is MIND's (the authors' two-warp weights are named
+      after MIND; their repository has no training code for them); with labels, the
+      MICCAI paper's non-local label loss. The diffusion weight is ours: the field is in
+      voxels, not in the original's [-1, 1] units.
+
+    ``lite`` has 7 candidates per axis (343 instead of 1331) and 200 training pairs: on a
+    2-core CPU, training takes minutes (``benchmarks/bench_pdd.py``).
+    """
+
+    channels: int = 16  # feature channels
+    width: int = 24  # the extractor's hidden channels
+    grid_step: int = 2  # feature voxels (2 voxels each) between the grid's points
+    radius: int = 3  # candidates per axis: 2 * radius + 1
+    steps: tuple[int, ...] = (2, 1)  # feature voxels between candidates, per warp
+    mean_field_iterations: int = 2
+    intensity_scale: float = 500.0
+    iterations: int = 200  # training pairs, one Adam step each
+    learning_rate: float = 0.005
+    # the diffusion of the grid field (voxels): chosen on the validation subjects
+    # (benchmarks/bench_settings.py --parts pdd; 0.001 and 0.003 folded more than 1%)
+    regularisation: float = 0.005
+    seed: int = 5
+
+    def __post_init__(self):
+        for name in ("channels", "width", "grid_step", "radius", "mean_field_iterations",
+                     "iterations"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"pdd.{name} must be a positive integer; got {value!r}")
+        if not self.steps or any(not isinstance(s, int) or s < 1 for s in self.steps):
+            raise ValueError(f"pdd.steps must be positive integers, one per warp; got "
+                             f"{self.steps!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     """All parameters of one run. Build it with :func:`get_config`."""
 
@@ -352,6 +404,7 @@ class Config:
     adam: AdamConfig = field(default_factory=AdamConfig)
     centre_fit: AdamConfig = field(default_factory=lambda: CENTRE_FIT)
     regression: RegressionConfig = field(default_factory=RegressionConfig)
+    pdd: PddConfig = field(default_factory=PddConfig)
 
     def to_dict(self) -> dict:
         """All values as plain Python types (tuples become lists)."""
@@ -456,6 +509,7 @@ def _smoke() -> Config:
         adam=AdamConfig(iterations=20, pool_kernel=3, tps_grid_step=2),
         centre_fit=dataclasses.replace(CENTRE_FIT, iterations=20, pool_kernel=3,
                                        tps_grid_step=2, centre_weight=1.0, centre_fit_step=4),
+        pdd=PddConfig(channels=4, width=8, radius=2, iterations=10),
     )
 
 
@@ -500,6 +554,10 @@ def _paper() -> Config:
                               regularisation=24.0),
         network=NetworkConfig(input_shape=(192, 160, 256)),
         training=TrainingConfig(iterations=4000, batch_size=4),
+        # the original's sizes: 24 channels, 11^3 candidates, a grid point every 12 mm,
+        # 1000 training pairs; the diffusion weight is lite's (chosen on its validation
+        # subjects)
+        pdd=PddConfig(channels=24, width=32, grid_step=3, radius=5, iterations=1000),
     )
 
 

@@ -18,6 +18,9 @@ from ..methods import (
     METHODS,
     ORACLE,
     ORACLE_FIT,
+    PDD_LABELS,
+    PDD_NET,
+    PDD_ONE_WARP,
     SLIC_REG,
     TEACHER,
     UNET_SLIC,
@@ -37,7 +40,8 @@ from .reports import write_results
 
 __all__ = [
     "CENTRE_FIT", "EXTRA_COLUMNS", "Evaluation", "INITIAL", "KEYPOINTS", "METHODS",
-    "NOT_SCORED", "ORACLE", "ORACLE_FIT", "RESULTS_SCHEMA", "SLIC_REG", "TEACHER",
+    "NOT_SCORED", "ORACLE", "ORACLE_FIT", "PDD_LABELS", "PDD_NET", "PDD_ONE_WARP",
+    "RESULTS_SCHEMA", "SLIC_REG", "TEACHER",
     "TRUTH_COLUMNS", "TRUTH_NOTE", "UNET_SLIC", "evaluate", "findings", "from_json",
     "typical_subject", "write_results",
 ]

@@ -105,6 +105,9 @@ class Evaluation:
         ``method -> {subject_id: [reasons]}``: registrations whose field folds or
         stretches beyond :data:`~slicreg_lite.core.metrics.FOLDING_LIMIT` or
         :data:`~slicreg_lite.core.metrics.JACOBIAN_SPREAD_LIMIT`, which the table flags.
+    skipped : dict
+        ``method -> reason``: rows that could not be computed at all (a network trained
+        with labels, on training scans without labels).
     """
 
     dice: DiceTable
@@ -120,6 +123,7 @@ class Evaluation:
     correspondence: dict = field(default_factory=dict)
     landmarks: dict = field(default_factory=dict)
     unreliable: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
 
     def add(self, method: str, subject_id, warped, template_labels, displacement=None,
             body=None, inference: float | None = None,
@@ -231,13 +235,30 @@ class Evaluation:
             cells = ["-" if np.isnan(values[c]) else formats[c].format(values[c])
                      for c in extra]
             lines.append(row + " " + " | ".join(cells) + " |")
-        notes = self.scoring_notes()
+        notes = self.training_notes() + self.scoring_notes()
         return "\n".join(lines + ([""] + notes if notes else []))
+
+    def training_notes(self) -> list[str]:
+        """A sentence naming the rows whose network learnt from the training scans' organ
+        labels (part of the paper's argument: Slic-Reg learns without them)."""
+        def with_labels(label):
+            try:
+                return method_named(label).trained_with_labels
+            except ValueError:  # a row of another table (results.json of a newer run)
+                return False
+
+        rows = [m for m in self.methods if with_labels(m)]
+        if not rows:
+            return []
+        return [f"Trained with the training scans' organ labels: {', '.join(rows)}. Every "
+                "other row learns without labels (Slic-Reg and its ablations from the "
+                "teacher's supervoxels)."]
 
     def scoring_notes(self) -> list[str]:
         """Sentences that say which rows (or subjects) could not be scored, and why, and
         which registrations cannot be trusted (their field folds or stretches too much)."""
-        notes = []
+        notes = [f"{method}: not computed, {reason}." for method, reason in
+                 self.skipped.items()]
         for method in self.methods:
             flagged = self.unreliable.get(method, {})
             if flagged:
@@ -444,6 +465,10 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
                     seconds = time.perf_counter() - start
                 result.add(label, i, warped(i, field), fixed_labels, field, body,
                            alignment=seconds, truth=truth.get(i))
+        elif method.trained_with_labels and not all(
+                s.labels is not None for s in
+                stages.cohort(cfg, data, data.split.train_ids, run=run).values()):
+            result.skipped[label] = "its network learns from labels the training scans lack"
         else:
             registration = load_method(cfg, data, method, run=run)
             for i in tqdm(ids, desc=label, disable=not run.progress):

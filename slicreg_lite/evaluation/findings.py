@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.labels import LARGE_ORGANS
+from ..core.labels import LARGE_ORGANS, PAPER_TABLE
 from ..methods import (
     CENTRE_FIT,
     INITIAL,
     KEYPOINTS,
     ORACLE,
     ORACLE_FIT,
+    PDD_LABELS,
+    PDD_NET,
+    PDD_ONE_WARP,
     SLIC_REG,
     TEACHER,
     UNET_SLIC,
@@ -94,6 +97,22 @@ def findings(evaluation: Evaluation) -> list[str]:
     if both(SLIC_REG, UNET_SLIC):
         lines.append(f"DeepLab vs UNet (both Slic + the paper's Adam): "
                      f"{paired(SLIC_REG, UNET_SLIC)}.")
+    if both(SLIC_REG, PDD_NET):
+        paper = {m: PAPER_TABLE[m][4][0] for m in (SLIC_REG, PDD_NET)}
+        lines.append(f"Slic-Reg (paper) vs PDD-Net, two warps, the paper's comparator "
+                     f"(trained on the same scans, without labels) "
+                     f"({average[SLIC_REG]:.1f} vs {average[PDD_NET]:.1f}): "
+                     f"{paired(SLIC_REG, PDD_NET)}; the paper measured "
+                     f"{paper[SLIC_REG] - paper[PDD_NET]:+.1f} points on BCV "
+                     f"({paper[SLIC_REG]:.1f} vs {paper[PDD_NET]:.1f} avg(4)).")
+    if both(PDD_NET, PDD_ONE_WARP):
+        lines.append(f"PDD-Net's second warp ({average[PDD_NET]:.1f} vs "
+                     f"{average[PDD_ONE_WARP]:.1f} with one): {paired(PDD_NET, PDD_ONE_WARP)}.")
+    if both(PDD_LABELS, PDD_NET):
+        lines.append(f"What the training scans' labels buy PDD-Net (the MICCAI paper trains "
+                     f"with them; Slic-Reg never sees a label) "
+                     f"({average[PDD_LABELS]:.1f} vs {average[PDD_NET]:.1f} without): "
+                     f"{paired(PDD_LABELS, PDD_NET)}.")
     names = {SLIC_REG: "the paper's alignment", CENTRE_FIT: "the centre fit"}
     truth_rows = [m for m in names if m in registered]
     if evaluation.has_truth and truth_rows and all(m in registered

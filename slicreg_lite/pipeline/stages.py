@@ -16,6 +16,7 @@ The stages, in order:
 - :func:`supervision`: step 2, the teacher (deeds-lite) carries the layers onto every
   training scan;
 - :func:`network`: step 3, a trained network (shipped weights, the cache, or training);
+  PDD-Net, the paper's comparator, is trained and cached the same way;
 - :func:`teacher_direct`: the teacher registering each test scan to the template (a row
   of the table); one job (:class:`TeacherRun`) serves both teacher stages.
 
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..alignment.pdd import PddNetwork, train_pdd
 from ..cohort.sources import DataSource, open_source
 from ..cohort.subject import Subject, subject_filename
 from ..core.config import Config, RunSettings
@@ -53,7 +55,7 @@ from ..network.training import SupervoxelDataset, load_checkpoint, save_checkpoi
 from ..supervoxels.layers import body_mask, slic_layers
 from ..teacher import register as teacher_register
 from .cache import UNREADABLE, per_subject, stage_dir
-from .weights import NETWORK_SECTIONS, NETWORK_VERSION, publish_weights, shipped_weights
+from .weights import decided_by_sections, publish_weights, shipped_weights
 
 #: Bump when reading scans into the cohort changes (the reader has its own version too).
 COHORT_VERSION = 1
@@ -440,10 +442,58 @@ def training_data(cfg: Config, data="phantom", ids=None, *, displacements: bool 
         else None, intensity_scale=cfg.training.intensity_scale)
 
 
+#: PDD-Net's two trainings, the "heads" of ``network(cfg, data, "pdd", head)``: from the
+#: scans alone (MIND similarity), or with the training scans' labels (the MICCAI paper).
+PDD_TRAININGS = ("unsupervised", "labels")
+
+
 def network_dir(cfg: Config, data, backbone: str, head: str) -> Path:
     """The cache folder of a network trained on ``data``."""
-    return stage_dir(cfg, open_source(data, cfg), f"network-{backbone}-{head}",
-                     NETWORK_SECTIONS, NETWORK_VERSION)
+    sections, version = decided_by_sections(backbone)
+    return stage_dir(cfg, open_source(data, cfg), f"network-{backbone}-{head}", sections,
+                     version)
+
+
+def build_network(cfg: Config, backbone: str, head: str):
+    """An untrained network of step 3 (``backbone`` "deeplab" or "unet", ``head`` "slic"
+    or "regression"), or PDD-Net (``backbone`` "pdd", ``head`` one of
+    :data:`PDD_TRAININGS`)."""
+    if backbone != "pdd":
+        return build_model(backbone, head, cfg)
+    if head not in PDD_TRAININGS:
+        raise ValueError(f"PDD-Net's head (its training) must be one of "
+                         f"{list(PDD_TRAININGS)}; got {head!r}")
+    settings = cfg.pdd
+    return PddNetwork(channels=settings.channels, width=settings.width,
+                      grid_step=settings.grid_step, radius=settings.radius,
+                      steps=settings.steps, iterations=settings.mean_field_iterations,
+                      intensity_scale=settings.intensity_scale)
+
+
+def _train_network(cfg: Config, data: DataSource, model, backbone: str, head: str,
+                   run: RunSettings) -> dict:
+    """Train a network built by :func:`build_network` on the training subjects."""
+    if backbone == "pdd":
+        subjects = cohort(cfg, data, data.split.train_ids, run=run)
+        ids = data.split.train_ids
+        unlabelled = [i for i in ids if subjects[i].labels is None]
+        if head == "labels" and unlabelled:
+            raise ValueError(f"PDD-Net trained with labels needs the training scans' labels; "
+                             f"{data.spec!r} has none for subjects {unlabelled}")
+        settings = cfg.pdd
+        return train_pdd(model, [subjects[i].image for i in ids],
+                         labels=[subjects[i].labels for i in ids] if head == "labels"
+                         else None, iterations=settings.iterations,
+                         learning_rate=settings.learning_rate,
+                         regularisation=settings.regularisation, seed=settings.seed,
+                         progress=run.progress)
+    regression = HEADS[head].predicts_displacements
+    dataset = training_data(cfg, data, displacements=regression, run=run)
+    # watched during training, never used to choose anything: two validation subjects
+    # (real cohorts have none, and show two test subjects instead)
+    watched = (data.split.validation_ids or data.split.evaluation_ids)[:2]
+    validation = training_data(cfg, data, watched, displacements=regression, run=run)
+    return train(model, dataset, cfg.training, validation=validation, run=run)
 
 
 def network(cfg: Config, data="phantom", backbone: str = "deeplab", head: str = "slic", *,
@@ -451,13 +501,16 @@ def network(cfg: Config, data="phantom", backbone: str = "deeplab", head: str = 
             run: RunSettings | None = None):
     """Step 3: a trained network: the shipped weights, the cache, or a training run.
 
+    Also PDD-Net, the paper's comparator (``backbone="pdd"``, ``head`` one of
+    :data:`PDD_TRAININGS`), which goes through the same cache and shipped weights.
+
     Parameters
     ----------
     cfg : Config
     data : str or DataSource
         The cohort it is trained on; shipped weights exist for the phantom (``lite``).
-    backbone : {"deeplab", "unet"}
-    head : {"slic", "regression"}
+    backbone : {"deeplab", "unet", "pdd"}
+    head : {"slic", "regression"}, or {"unsupervised", "labels"} for PDD-Net
     retrain : bool
         Ignore shipped and cached weights and train from scratch (the result is cached).
     allow_training : bool
@@ -468,7 +521,7 @@ def network(cfg: Config, data="phantom", backbone: str = "deeplab", head: str = 
 
     Returns
     -------
-    model : SupervoxelNetwork
+    model : SupervoxelNetwork or PddNetwork
         In evaluation mode, on the CPU.
     checkpoint : dict
         What was stored with it: ``history`` (loss curve, validation), ``seconds``,
@@ -482,12 +535,12 @@ def network(cfg: Config, data="phantom", backbone: str = "deeplab", head: str = 
     if not retrain:
         shipped = shipped_weights(cfg, data, backbone, head)
         if shipped is not None:
-            model, checkpoint = load_checkpoint(shipped, build_model(backbone, head, cfg))
+            model, checkpoint = load_checkpoint(shipped, build_network(cfg, backbone, head))
             return model.eval(), checkpoint
     path = network_dir(cfg, data, backbone, head) / "model.pt"
     if path.exists() and not retrain:
         try:
-            model, checkpoint = load_checkpoint(path, build_model(backbone, head, cfg))
+            model, checkpoint = load_checkpoint(path, build_network(cfg, backbone, head))
             return model.eval(), checkpoint
         except ValueError as error:
             warnings.warn(f"cached network {path} is unusable ({error}); training anew",
@@ -498,16 +551,11 @@ def network(cfg: Config, data="phantom", backbone: str = "deeplab", head: str = 
             f"{data.spec!r}: train it first with python -m slicreg_lite train --preset "
             f"{cfg.name} --data {data.spec} --backbone {backbone} --head {head} (or run "
             "the whole pipeline with python -m slicreg_lite run)")
-    regression = head in HEADS and HEADS[head].predicts_displacements
-    dataset = training_data(cfg, data, displacements=regression, run=run)
-    # watched during training, never used to choose anything: two validation subjects
-    # (real cohorts have none, and show two test subjects instead)
-    watched = (data.split.validation_ids or data.split.evaluation_ids)[:2]
-    validation = training_data(cfg, data, watched, displacements=regression, run=run)
-    torch.manual_seed(cfg.training.seed)
-    model = build_model(backbone, head, cfg)
+    seed = cfg.pdd.seed if backbone == "pdd" else cfg.training.seed
+    torch.manual_seed(seed)
+    model = build_network(cfg, backbone, head)
     start = time.perf_counter()
-    history = train(model, dataset, cfg.training, validation=validation, run=run)
+    history = _train_network(cfg, data, model, backbone, head, run)
     history["seconds"] = time.perf_counter() - start
     save_checkpoint(path, model.cpu(), preset=cfg.name, history=history)
     _, checkpoint = load_checkpoint(path, model)

@@ -1,7 +1,8 @@
 """Shipped network weights: ``data/weights/<preset>/`` and the manifest that vouches for them.
 
-The repository ships the four ``lite`` networks of the evaluation table, trained on the
-phantom cohort, so that nobody has to train before trying the method. The manifest
+The repository ships the ``lite`` networks of the evaluation table (Slic-Reg's four and
+PDD-Net's), trained on the phantom cohort, so that nobody has to train before trying the
+method. The manifest
 ``data/weights/manifest.json`` records each file's SHA-256 and its *key*: a hash of
 everything that decided the training (the data source's identity, the grid, the split, the
 supervoxel, teacher, network and training parameters, the network code's version). Weights
@@ -31,6 +32,16 @@ from .cache import decided_by
 NETWORK_VERSION = 2
 #: The config sections a trained network depends on (besides the data, grid and split).
 NETWORK_SECTIONS = ("supervoxels", "teacher", "network", "training")
+#: PDD-Net (the "backbone" ``"pdd"``) learns from the scans alone, or with their labels:
+#: its own section decides it (no supervoxels, no teacher); and its code's version.
+PDD_SECTIONS = ("pdd",)
+PDD_VERSION = 1
+
+
+def decided_by_sections(backbone: str) -> tuple[tuple[str, ...], int]:
+    """The config sections and the code version that decide a network's training."""
+    return (PDD_SECTIONS, PDD_VERSION) if backbone == "pdd" else (NETWORK_SECTIONS,
+                                                                    NETWORK_VERSION)
 
 
 def weights_dir() -> Path:
@@ -40,8 +51,8 @@ def weights_dir() -> Path:
 
 def network_key(cfg: Config, data: DataSource, backbone: str, head: str) -> str:
     """The key of a network: what it is, and a hash of everything that decided its training."""
-    return (f"{backbone}-{head}-v{NETWORK_VERSION}-"
-            f"{short_hash(decided_by(cfg, data, NETWORK_SECTIONS))}")
+    sections, version = decided_by_sections(backbone)
+    return f"{backbone}-{head}-v{version}-{short_hash(decided_by(cfg, data, sections))}"
 
 
 def weights_name(cfg: Config, data: DataSource, backbone: str, head: str) -> str:
