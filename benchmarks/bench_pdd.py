@@ -10,9 +10,9 @@ Prints, measured in this run:
   their ratio to Slic-Reg's (network inference + Adam + spline), measured here too;
 - the process's peak resident memory.
 
-Targets: each PDD-Net training at most 10 minutes on a 2-core CPU (``lite``); a
-registration at most 2 s. Training here writes the stage cache, as ``run`` would
-(the result is deterministic: the same weights every time).
+Target: each PDD-Net training at most 10 minutes on a 2-core CPU (``lite``). Training
+here writes the stage cache, as ``run`` would (the result is deterministic: the same
+weights every time).
 
 Usage: ``python benchmarks/bench_pdd.py [--preset lite]``
 """
@@ -32,7 +32,7 @@ from slicreg_lite.network.models import build_model
 from slicreg_lite.network.training import train
 from slicreg_lite.pipeline import load_method, stages
 
-TRAINING_TARGET_S, REGISTRATION_TARGET_S = 600.0, 2.0
+TRAINING_TARGET_S = 600.0
 #: Iterations of the DeepLab training timed for the reference.
 REFERENCE_ITERATIONS = 10
 
@@ -83,10 +83,7 @@ def main() -> None:
     reference = sum(seconds["Slic-Reg (paper)"]) / len(ids)
     for name, values in seconds.items():
         mean = sum(values) / len(values)
-        verdict = ("met" if mean <= REGISTRATION_TARGET_S else "MISSED") if name != \
-            "Slic-Reg (paper)" else "reference"
-        print(f"{name}: {mean:.2f} s per registration ({mean / reference:.2f} x Slic-Reg); "
-              f"{verdict}")
+        print(f"{name}: {mean:.2f} s per registration ({mean / reference:.2f} x Slic-Reg)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     print(f"peak resident memory: {peak:.2f} GB")
 
