@@ -130,8 +130,7 @@ def _export(args, cfg, data, run) -> int:
 def _trainable_networks(cfg, data, run) -> tuple:
     """The networks the table needs, less those that learn from labels the training scans
     lack (their rows say so)."""
-    subjects = stages.cohort(cfg, data, data.split.train_ids, run=run)
-    labelled = all(subject.labels is not None for subject in subjects.values())
+    labelled = not stages.unlabelled_training_ids(cfg, data, run=run)
     return networks_needed([m for m in METHODS if labelled or not m.trained_with_labels])
 
 

@@ -465,9 +465,8 @@ def evaluate(cfg: Config, data="phantom", methods=None, *,
                     seconds = time.perf_counter() - start
                 result.add(label, i, warped(i, field), fixed_labels, field, body,
                            alignment=seconds, truth=truth.get(i))
-        elif method.trained_with_labels and not all(
-                s.labels is not None for s in
-                stages.cohort(cfg, data, data.split.train_ids, run=run).values()):
+        elif method.trained_with_labels and stages.unlabelled_training_ids(cfg, data,
+                                                                            run=run):
             result.skipped[label] = "its network learns from labels the training scans lack"
         else:
             registration = load_method(cfg, data, method, run=run)

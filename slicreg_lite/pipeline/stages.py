@@ -148,6 +148,15 @@ def cohort(cfg: Config, data="phantom", ids=None, *,
                        desc=f"{what} ({cfg.name})")
 
 
+def unlabelled_training_ids(cfg: Config, data="phantom", *,
+                            run: RunSettings | None = None) -> list:
+    """The training subjects without organ labels: a network that learns from labels
+    (PDD-Net's row trained with them) cannot be trained while any is left."""
+    data, run = _setup(cfg, data, run)
+    subjects = cohort(cfg, data, data.split.train_ids, run=run)
+    return [i for i in data.split.train_ids if subjects[i].labels is None]
+
+
 def training_profiles(cfg: Config, data="phantom", *,
                       run: RunSettings | None = None) -> np.ndarray:
     """The intensity profiles of the training scans (:mod:`slicreg_lite.network.domain`), computed
@@ -476,8 +485,8 @@ def _train_network(cfg: Config, data: DataSource, model, backbone: str, head: st
     if backbone == "pdd":
         subjects = cohort(cfg, data, data.split.train_ids, run=run)
         ids = data.split.train_ids
-        unlabelled = [i for i in ids if subjects[i].labels is None]
-        if head == "labels" and unlabelled:
+        unlabelled = unlabelled_training_ids(cfg, data, run=run) if head == "labels" else []
+        if unlabelled:
             raise ValueError(f"PDD-Net trained with labels needs the training scans' labels; "
                              f"{data.spec!r} has none for subjects {unlabelled}")
         settings = cfg.pdd
