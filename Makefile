@@ -1,13 +1,18 @@
-# Every target installs what it needs into .venv first (CPU torch pinned by constraints.txt).
+# Every target installs what it needs into .venv first (torch pinned by constraints.txt).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PRESET ?= lite
+# On an ordinary Linux machine PyPI's torch brings several GB of CUDA libraries; with
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu the pinned torch comes from PyTorch's
+# CPU-only index instead (e.g. make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu).
+TORCH_INDEX ?=
 
-.PHONY: install demo test lint notebooks bench clean-cache
+.PHONY: install demo test lint notebooks notebook-times bench clean-cache
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet -c constraints.txt torch --index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
@@ -25,9 +30,15 @@ test: install
 lint: install
 	$(PY) -m ruff check slicreg_lite tests benchmarks notebooks tools
 
-## notebooks: write the .ipynb of every edited .py (jupytext) and store the checked outputs
+## notebooks: every .ipynb from its .py with the outputs of a lite run (figures too), the
+## student versions and the agenda (fast after make demo: the stages are cached)
 notebooks: install
-	$(PY) tools/sync_notebooks.py notebooks/*.py
+	$(PY) tools/sync_notebooks.py
+
+## notebook-times: time every notebook under lite, warm and from an empty cache (~15 min)
+notebook-times: install
+	$(PY) tools/time_notebooks.py
+	$(PY) tools/sync_notebooks.py --no-execute
 
 ## bench: every benchmark, each printing its ratio against a reference measured in the same run
 bench: install

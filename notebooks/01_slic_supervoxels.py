@@ -18,13 +18,12 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/slicreg-lite/slicreg_lite/blob/main/notebooks/01_slic_supervoxels.ipynb)
 #
+# Step 1 of the method (the conventions are in notebook 00).
+#
 # **What you will learn**
-# - why Slic-Reg turns registration into a *segmentation* problem, and why it needs no
-#   anatomical labels for that;
-# - how SLIC cuts the template into supervoxels, and how a robust merge makes exactly
-#   127 + 1 of them every time;
-# - why 16 *layers* of 128 classes locate a voxel far better than one layer: the
-#   integer encoding of canonical coordinates;
+# - why Slic-Reg turns registration into a *segmentation* problem without labels;
+# - how SLIC and a robust merge cut the template into exactly 127 + 1 supervoxels;
+# - why 16 *layers* of supervoxels locate a voxel far better than one layer;
 # - where the keypoints of the registration step come from.
 
 # %% tags=["colab"]
@@ -68,26 +67,26 @@ print(f"preset {cfg.name!r}: {params.n_layers} layers of {params.n_supervoxels -
 
 # %% [markdown]
 # ## The idea: registration by segmentation
-# Suppose a network could tell, for every voxel of a new scan, *which voxel of the
-# template it corresponds to*. Then registration is solved: the correspondences are the
-# displacement field. Predicting a template coordinate per voxel is a regression, and
-# regression networks are hard to train for this (the paper's ablation shows it).
-# Segmentation networks, on the other hand, are excellent and mature.
+# If a network could tell, for every voxel of a new scan, *which voxel of the template it
+# corresponds to*, registration would be solved. Predicting a template coordinate is a
+# regression, and regression networks are hard to train for this (the paper's ablation
+# shows it); segmentation networks are excellent. So Slic-Reg *encodes template
+# coordinates as classes*: the template is cut into supervoxels (small compact regions
+# that follow image edges), and a voxel's class is the supervoxel it belongs to. No
+# expert drew anything: the classes come from SLIC.
 #
-# So Slic-Reg *encodes template coordinates as classes*: the template is cut into
-# supervoxels (small compact regions that follow image edges), and a voxel's class is the
-# supervoxel it belongs to. No expert drew anything: the classes come from SLIC, the
-# labels of the 13 organs are only used to *evaluate*.
-#
-# One cut into 128 classes is coarse: each supervoxel is several centimetres wide. Many
-# classes (say 100,000) would be too many for a network's output layer. The trick: use
-# **16 layers** of 128 classes, each cut differently. A voxel is identified by its
-# 16-tuple of labels, like a position is given by several coarse rulers at once.
+# One cut into 128 classes is coarse (each supervoxel is several centimetres wide), and
+# 100,000 classes would be too many for a network's output. The trick: **16 layers** of
+# 128 classes, each cut differently. A voxel is identified by its 16 labels, like a
+# position read off several coarse rulers at once.
 
 # %% [markdown]
 # ## The template and a body mask without labels
 # Supervoxels fill the body. The mask comes from intensities alone (denser than air,
-# holes of each axial slice filled, the largest connected piece), never from organ labels.
+# holes filled, the largest connected piece), never from organ labels.
+#
+# ⏱ The first time, the cell below computes all 16 layers: about 40 s under `lite` on
+# 2 CPU cores (then cached).
 
 # %%
 result = stages.template_supervoxels(cfg, DATA)
@@ -100,20 +99,16 @@ plt.show()
 
 # %% [markdown]
 # ## One layer, step by step
-# 1. a small random affine (identity + N(0, 0.05) on the 3 x 4 matrix) moves the
-#    template, so that SLIC's regular grid of seeds lands elsewhere in each layer;
-# 2. scikit-image's 3D SLIC clusters voxels by intensity and position (the authors'
-#    settings, from their code: `n_segments=208, compactness=1.5, max_num_iter=5,
-#    min_size_factor=0.85`,
-#    connectivity enforced), inside the mask: a k-means in which voxel $x$ joins the
-#    seed $k$ nearest in
+# 1. a small random affine moves the template, so that SLIC's regular grid of seeds lands
+#    elsewhere in each layer;
+# 2. 3D SLIC (scikit-image, with the authors' settings) clusters the voxels inside the
+#    mask: a k-means in which voxel $x$ joins the seed $k$ nearest in
 #    $D(x, k) = \sqrt{(I(x) - I_k)^2 + m^2 \, \|x - x_k\|^2 / S^2}$, with $S$ the seeds'
 #    spacing and $m$ the compactness;
-# 3. the segments are warped back with the inverse affine (nearest neighbour);
-# 4. SLIC rarely returns exactly the number asked for, so a **robust merge** finishes the
-#    job: every 26-connected piece becomes its own segment, then the smallest segment is
-#    merged into its smallest neighbour until exactly 127 remain (too few: the largest is
-#    split in two). This never fails, and every supervoxel stays one connected piece.
+# 3. the segments are warped back with the inverse affine;
+# 4. SLIC rarely returns exactly the number asked for, so a **robust merge** finishes:
+#    every 26-connected piece becomes its own segment, then the smallest segment joins
+#    its smallest neighbour until exactly 127 remain (too few: the largest is split).
 
 # %%
 raw = slic(image / params.intensity_scale, n_segments=params.n_segments,
@@ -125,8 +120,7 @@ merged = supervoxels.merge_to_count(raw, params.n_supervoxels - 1)
 print(f"after the robust merge: {merged.max()} segments")
 
 # %% [markdown]
-# Every layer has exactly 127 supervoxels + background, and every supervoxel is a single
-# 26-connected piece:
+# Every layer has exactly 127 supervoxels + background, each one 26-connected piece:
 
 # %% tags=["nbval-check-output"]
 exact = all(np.array_equal(np.unique(layer), np.arange(128)) for layer in layers)
@@ -135,15 +129,9 @@ connected = all(connected_components(layer, connectivity=3, background=0).max() 
 print(f"every layer has exactly 127 supervoxels + background: {exact}")
 print(f"every supervoxel is one 26-connected piece: {connected}")
 
-# %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-viz.show_supervoxels(image, layers[0], axis=1, ax=axes[0], title="layer 0, coronal")
-viz.show_supervoxels(image, layers[0], axis=2, ax=axes[1], title="layer 0, axial")
-plt.show()
-
 # %% [markdown]
 # ## Several layers
-# The same slice, cut by four layers: every layer's boundaries fall elsewhere.
+# The same coronal slice, cut by four layers: every layer's boundaries fall elsewhere.
 
 # %%
 shown = min(4, len(layers))
@@ -155,10 +143,10 @@ plt.show()
 
 # %% [markdown]
 # ## The integer encoding: intersection cells
-# Voxels that share their labels in the first *n* layers form a *cell*. With one layer, a
-# cell is a supervoxel; every further layer cuts the cells again. The fair measure of
-# "how precisely does the code locate a voxel" is the size of the cell a random voxel
-# falls into (many cells are tiny slivers, which would flatter a plain average).
+# Voxels that share their labels in the first *n* layers form a *cell*. With one layer a
+# cell is a supervoxel; every further layer cuts the cells again. How precisely does the
+# code locate a voxel? The fair measure is the size of the cell a random voxel falls into
+# (many cells are tiny slivers, which would flatter a plain average).
 
 # %%
 counts = [n for n in (1, 2, 4, 16) if n <= len(layers)]
@@ -192,10 +180,9 @@ plt.show()
 # %% [markdown]
 # ## Keypoints for the registration step
 # The centre of every supervoxel of every layer becomes a keypoint: 16 x 127 = 2032
-# (the poster says "N=2048 supervoxel centres", 16 x 128 counting each layer's
-# background label; the authors' code draws 2048 random voxels inside the supervoxels
-# instead). In notebook 04 these keypoints form a kNN graph and Adam moves each of them
-# to where the predicted supervoxels of a new scan say it belongs.
+# under `lite` (the poster says "N=2048 supervoxel centres", counting each layer's
+# background label). In notebook 04 these keypoints form a kNN graph, and Adam moves each
+# of them to where the predicted supervoxels of a new scan say it belongs.
 
 # %%
 centres = supervoxels.supervoxel_centres(layers)
@@ -206,20 +193,10 @@ viz.show_keypoints(image, centres.reshape(-1, 3), axis=1, thickness=2.0,
 plt.show()
 
 # %% [markdown]
-# ## Explore: SLIC's parameters
-# Move `n_segments` and `compactness` to recompute one layer (about a second under
-# `lite`), `layer` to change the random affine, `slice` to browse. Low compactness lets
-# supervoxels follow intensity edges; high compactness makes them round and regular.
-
-# %%
-explorer = SupervoxelExplorer(image, mask, params)
-display(explorer.widget)
-
-# %% [markdown]
 # ## Exercise: the centre of a supervoxel
-# The keypoints of step 4 are the supervoxels' centres of mass. Write
-# `centre(layer, label)`: the mean voxel coordinate $(d, h, w)$ of the voxels of `layer`
-# that hold `label`, as an array of 3 numbers.
+# The keypoints are the supervoxels' centres of mass. Write `centre(layer, label)`: the
+# mean voxel coordinate $(d, h, w)$ of the voxels of `layer` that hold `label`, as an
+# array of 3 numbers.
 
 # %% tags=["exercise"]
 def centre(layer, label):
@@ -237,12 +214,42 @@ def centre(layer, label):
 verdict = exercises.check_centre(centre)
 
 # %% [markdown]
-# ## Try it yourself
+# ## Going further (optional)
+#
+# ### Explore SLIC's parameters
+# Move `n_segments` and `compactness` to recompute one layer (about a second under
+# `lite`), `layer` to change the random affine, `slice` to browse. Low compactness lets
+# supervoxels follow intensity edges; high compactness makes them round and regular.
+# (The authors' settings: `n_segments=208, compactness=1.5, max_num_iter=5,
+# min_size_factor=0.85`, connectivity enforced.)
+
+# %%
+explorer = SupervoxelExplorer(image, mask, params)
+display(explorer.widget)
+
+# %% [markdown]
+# ### Try it yourself
 # 1. With `n_segments=64`, how many segments does SLIC return, and how many merges or
-#    splits does the robust merge need? (Call `slic` as above and count.)
+#    splits does the robust merge need?
 # 2. Redo the localisation table with 32 instead of 128 supervoxels per layer
 #    (`cfg.with_updates(supervoxels={"n_supervoxels": 33, "n_segments": 52})` and
-#    `stages.template_supervoxels(cfg, DATA)`). How many layers do you need for the same cell size?
-#    What does that mean for the size of the network's output layer?
+#    `stages.template_supervoxels(cfg, DATA)`). How many layers give the same cell size,
+#    and what does that mean for the network's output layer?
 # 3. Why must every supervoxel be one connected piece? Think of what its centre (the
 #    keypoint) would mean for a supervoxel made of two distant blobs.
+
+# %% [markdown]
+# ## Summary
+# - Slic-Reg encodes each template voxel's position as classes: its supervoxel in each of
+#   16 differently cut layers; a segmentation network can learn to predict them.
+# - SLIC plus a robust merge gives exactly 127 connected supervoxels + background per
+#   layer, from intensities alone.
+# - 16 layers locate a voxel in a cell far smaller than one supervoxel.
+# - The supervoxels' centres are the keypoints that notebook 04 moves.
+#
+# ## References
+# - R. Achanta et al. SLIC superpixels compared to state-of-the-art superpixel methods.
+#   *IEEE TPAMI* 34(11), 2012.
+# - S. van der Walt et al. scikit-image: image processing in Python. *PeerJ* 2, 2014.
+# - M. P. Heinrich. Rethinking the design of learning based inter-patient registration
+#   using deformable supervoxels. *MIDL* 2021.

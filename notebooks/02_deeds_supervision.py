@@ -18,12 +18,15 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/slicreg-lite/slicreg_lite/blob/main/notebooks/02_deeds_supervision.ipynb)
 #
+# Step 2 of the method. **Here the roles are swapped** (see the conventions in notebook
+# 00): the teacher carries the template's supervoxels *onto* a training scan, so the
+# training scan is *fixed* and the template *moves*.
+#
 # **What you will learn**
 # - why Slic-Reg needs a *teacher*, and why the teacher needs no labels either;
-# - MIND-SSC descriptors: what they see in a CT scan and why they ignore contrast;
-# - the affine step: block matching with a robust (least-trimmed-squares) fit;
-# - the deformable step as deeds does it: control points, a cube of candidate
-#   displacements, a cost volume, a minimum spanning tree and belief propagation;
+# - MIND descriptors: structure, not grey values;
+# - deeds' deformable step: a cost per candidate displacement, a minimum spanning tree,
+#   belief propagation;
 # - how the template's supervoxels are carried onto every training scan.
 
 # %% tags=["colab"]
@@ -77,27 +80,20 @@ print(f"preset {cfg.name!r}: fixed = training subject #{fixed.subject_id}, "
 
 # %% [markdown]
 # ## Why a teacher?
-# The network of step 3 learns to predict, for every voxel of a scan, which template
-# supervoxel it belongs to. For that it needs examples: training scans on which the
-# template's supervoxels have been drawn. Nobody draws them by hand. A conventional
-# registration, deeds (Heinrich et al.), aligns the template to each training scan and
-# *carries* the supervoxels along. deeds uses intensities only, so still no labels.
-#
-# deeds is a C++ program; here is **deeds-lite**, the same three ingredients in Python:
-# MIND descriptors, an affine step by block matching, and a deformable step by discrete
-# optimisation on a minimum spanning tree.
+# The network of step 3 needs examples: training scans on which the template's
+# supervoxels have been drawn. Nobody draws them by hand. A conventional registration,
+# deeds (Heinrich et al.), aligns the template to each training scan and *carries* the
+# supervoxels along, from the images alone: still no labels. Here is **deeds-lite**, the
+# same ingredients in Python: MIND descriptors, an affine step by block matching, and a
+# deformable step by discrete optimisation on a minimum spanning tree.
 
 # %% [markdown]
-# ## MIND-SSC: describing structure, not grey values
-# For each voxel, MIND compares small patches around its six neighbours with each
-# other (12 pairs $r$): with $D_r(x)$ the sum of squared differences of the two patches
-# of pair $r$ and $V(x)$ their mean over the pairs,
-#
-# $$\mathrm{MIND}_r(x) = \exp\!\left(-\frac{D_r(x)}{V(x)}\right).$$
-#
-# The result describes local *structure*, such as edges and corners, not brightness. A
-# linear change of intensities (another contrast level, another scanner
-# calibration) leaves it unchanged, which we can check:
+# ## MIND: describing structure, not grey values
+# For each voxel, MIND compares small patches around its six neighbours with each other
+# (12 pairs $r$): with $D_r(x)$ the sum of squared differences of the two patches of pair
+# $r$ and $V(x)$ their mean over the pairs, $\mathrm{MIND}_r(x) = \exp(-D_r(x) / V(x))$.
+# It describes edges and corners, not brightness: a linear change of intensities (another
+# contrast level, another scanner) leaves it unchanged, as the cell checks.
 
 # %%
 fixed_mind = mind_ssc(fixed.image)
@@ -114,9 +110,10 @@ for ax, channel in zip(axes[1:], (0, 5, 11)):
 plt.show()
 
 # %% [markdown]
-# ## One registration, step by step
-# `register(fixed, moving, cfg)` runs everything; `keep_levels=True` also keeps the field
-# after each level, so we can look inside.
+# ## One registration
+# `register(fixed, moving, cfg)` runs the affine and the deformable step;
+# `keep_levels=True` also keeps the field after each level, to look inside.
+# ⏱ about 10 s under `lite` on 2 CPU cores (it is not cached).
 
 # %%
 result = register(fixed.image, template.image, cfg.teacher, keep_levels=True)
@@ -134,7 +131,7 @@ if labelled:
     display(Markdown(table.to_markdown()))
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), layout="constrained")
 for ax, (name, field) in zip(axes, steps.items()):
     if labelled:
         viz.show_slice(fixed.image, axis=1, ax=ax,
@@ -145,30 +142,19 @@ for ax, (name, field) in zip(axes, steps.items()):
     else:  # no labels: the checkerboard of the fixed scan and the warped template
         viz.show_checkerboard(fixed.image, warp_image(template.image, field, fill=-1000.0),
                               axis=1, ax=ax, title=f"{name}: fixed / warped template")
+if labelled:
+    viz.add_organ_key(fig, [fixed.labels])
 plt.show()
 
 # %% [markdown]
-# ## The affine step
-# The moving scan is cut into blocks; each block of the fixed body looks for its best
-# match within a cube of shifts (on 4x, then 2x coarser copies of both MIND volumes).
-# Many blocks are wrong: repeated structures such as vertebrae and bowel loops, or organs
-# that moved on their own. A **least-trimmed-squares** fit handles them: fit an affine
-# matrix to all matches, keep the half that agree best, fit again, and so on.
-
-# %%
-print("affine matrix (fixed voxel -> template voxel):")
-print(np.round(result.affine, 3))
-
-# %% [markdown]
-# ## The deformable step: a cost volume at every control point
-# Control points sit on a grid (here every
-# `cfg.teacher.grid_spacings[0]` voxels). Each may move to any of a cube of candidate
-# displacements. The **data cost** of a candidate is how different the MIND descriptors
-# of a small patch around the point are from those at the displaced position in the
-# (affinely aligned) moving scan. Below: the cost over the candidate displacements of
-# one control point (one with a clear best match; in flat regions every candidate looks
-# alike, which is why the smoothness penalty is needed), in three slices of the cube
-# through the best candidate.
+# ## The deformable step: a cost for every candidate displacement
+# Control points sit on a grid (every `cfg.teacher.grid_spacings[0]` voxels at the first
+# level). Each may move by any of a cube of candidate displacements. The **data cost** of
+# a candidate is how different the MIND descriptors around the point are from those at
+# the displaced position in the (affinely aligned) moving scan. Below: the cost of every
+# candidate of one control point with a clear best match, in three slices of the cube
+# through the best candidate, in millimetres. In flat regions every candidate looks
+# alike, which is why a smoothness penalty is needed.
 
 # %%
 spacing, radius = cfg.teacher.grid_spacings[0], cfg.teacher.search_radii[0]
@@ -188,27 +174,38 @@ contrast = (cost.mean(1) - cost.min(1)) / cost.mean(1)
 point = int(np.argmax(contrast))
 cube = cost[point].reshape(side, side, side)
 best = np.unravel_index(np.argmin(cube), cube.shape)
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-for ax, (axis, name) in zip(axes, enumerate(("d", "h", "w"))):
+mm = (np.arange(side) - radius) * quantisation * cfg.grid.spacing_mm  # candidates in mm
+half_step = quantisation * cfg.grid.spacing_mm / 2
+extent = [mm[0] - half_step, mm[-1] + half_step, mm[0] - half_step, mm[-1] + half_step]
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+for ax, (axis, name) in zip(axes, enumerate("dhw")):
+    rows, columns = [other for k, other in enumerate("dhw") if k != axis]
     plane = np.take(cube, best[axis], axis=axis)
-    image = ax.imshow(plane, cmap="viridis")
-    ax.set_title(f"cost, displacement {name} = {(best[axis] - radius) * quantisation}")
-    fig.colorbar(image, ax=ax, shrink=0.8)
-plt.suptitle(f"control point {points[point]}: {side}^3 = {side ** 3} candidate displacements")
+    drawn = ax.imshow(plane, cmap="viridis", origin="lower", extent=extent)
+    ax.set_title(f"slice u_{name} = {mm[best[axis]]:g} mm")
+    ax.set_xlabel(f"displacement u_{columns} (mm)")
+    ax.set_ylabel(f"displacement u_{rows} (mm)")
+    fig.colorbar(drawn, ax=ax, shrink=0.8, label="data cost")
+fig.suptitle(f"control point {points[point]}: {side}^3 = {side ** 3} candidate displacements")
 plt.show()
 
 # %% [markdown]
-# ## The minimum spanning tree
+# ## The minimum spanning tree and belief propagation
 # Choosing the cheapest candidate at every point independently gives a noisy field.
 # deeds adds a penalty between neighbouring points $p, q$ and minimises
 #
 # $$E(d) = \sum_p C_p(d_p) + \alpha \sum_{(p, q) \in T} \frac{\|d_p - d_q\|^2}{s^2},$$
 #
 # ($C_p$ the data cost, $s$ the grid spacing), but only along the edges of a **tree** $T$:
-# the minimum spanning tree of the grid, with
-# edge weights from the intensity difference between neighbouring cells. The tree
-# prefers edges inside one tissue, so it rarely ties two organs together: they can slide
-# along each other. And on a tree the best field can be found *exactly*.
+# the minimum spanning tree of the grid, weighted by intensity differences. The tree
+# prefers edges inside one tissue, so organs can slide along each other. And on a tree
+# the minimum is found *exactly*, in two passes: upwards, each node sends its parent a
+# message, "for each label you might choose, the least my subtree can cost",
+#
+# $$m_{p \to q}(d_q) = \min_{d_p} \Big( C_p(d_p) + \sum_{c \text{ child of } p}
+#   m_{c \to p}(d_p) + \alpha \frac{\|d_p - d_q\|^2}{s^2} \Big);$$
+#
+# downwards, every node picks its best label given its parent's choice.
 
 # %%
 index = int(np.median(points[:, 1]))
@@ -217,21 +214,10 @@ viz.show_tree(fixed.image, points, level_1["parents"], axis=1, index=index,
 plt.show()
 
 # %% [markdown]
-# ## Belief propagation on a tree, in one dimension
-# On a tree, the minimum of *data cost + penalties* is found in two passes. Upwards,
-# every node sends its parent a message: "for each label you might choose, this is the
-# least my whole subtree can cost":
-#
-# $$m_{p \to q}(d_q) = \min_{d_p} \Big( C_p(d_p) + \sum_{c \text{ child of } p}
-#   m_{c \to p}(d_p) + \alpha \frac{\|d_p - d_q\|^2}{s^2} \Big).$$
-#
-# With a squared penalty that message is a **distance transform**: the lower envelope of
-# one parabola per label, computed in time
-# linear in the number of labels. Downwards, every node picks its best label given its
-# parent's choice.
-#
-# A chain of 40 points with a noisy cost per label shows the effect: independent choices
-# jump around, belief propagation gives the best smooth path.
+# A chain of 40 points with a noisy cost per label shows the effect: independent
+# choices jump around, belief propagation finds the best smooth path. With a squared
+# penalty each message is a **distance transform** (right): the lower envelope of one
+# parabola per label, computed in linear time.
 
 # %%
 rng = np.random.default_rng(0)
@@ -257,40 +243,13 @@ axes[1].legend()
 plt.show()
 
 # %% [markdown]
-# ## Coarse to fine, and symmetric
-# deeds repeats this on finer grids with smaller, finer candidate cubes, each level
-# starting from the previous result. The penalty acts on the *whole* displacement (what
-# the coarser levels found plus this level's step), so a finer level also smooths what
-# the coarser ones left. It also registers in the other direction (template to training
-# scan) and makes both fields each other's inverse. Folding (voxels where the transform
-# turns inside out, Jacobian determinant <= 0) stays rare.
-#
-# Registration itself runs the cost volume and belief propagation *compiled*
-# (`slicreg_lite/teacher/compiled.py`, with numba): the same loops as the functions used
-# above, written one point and one label at a time, several times faster.
-
-# %%
-body = body_mask(fixed.image)  # from intensities: no labels needed
-for level, field in enumerate(result.levels, start=1):
-    scores = score_registration(warp_labels(template.labels, field) if labelled else None,
-                                fixed.labels, field, label_names=label_names, body=body,
-                                hd95=False)
-    stats, dice = scores.jacobian, ""
-    if labelled:  # the paper's summary (the four large organs) for the BTCV organs
-        summary = "avg(4)" if "avg(4)" in scores.summary else "mean"
-        dice = f"{summary} Dice {100 * scores.headline:.1f}%, "
-    print(f"level {level} (spacing {cfg.teacher.grid_spacings[level - 1]}): {dice}"
-          f"folding {stats['percent_folding']:.2f}%, std(log J) "
-          f"{stats['std_log_jacobian']:.2f}")
-viz.show_deformation_grid(result.displacement, axis=1, step=3, background=fixed.image)
-plt.show()
-
-# %% [markdown]
 # ## The supervision stage: every training scan
-# `stages.supervision(cfg, data)` registers the template onto every training scan (in
-# parallel processes with joblib, one per CPU core) and warps the supervoxel layers with
-# the fields. The organ labels below only *measure* how good the teacher is; nothing is
-# trained on them.
+# `stages.supervision(cfg, data)` registers the template onto every training scan (one
+# process per CPU core) and warps the 16 supervoxel layers with the fields. The organ
+# labels below only *measure* the teacher; nothing is trained on them.
+#
+# ⏱ From an empty cache the teacher registers all 20 training scans: about 190 s
+# (3 min) under `lite` on 2 CPU cores. Afterwards they come from the cache at once.
 
 # %%
 supervised = stages.supervision(cfg, data)
@@ -301,8 +260,7 @@ print(f"\n{len(supervised)} training scans, {np.mean(seconds):.1f} s per registr
       f"(several in parallel, so each had a share of the cores)")
 
 # %% [markdown]
-# ## The supervoxels carried onto training scans
-# These warped layers are the targets of the network in notebook 03.
+# These carried layers are the targets of the network in notebook 03:
 
 # %%
 layers = stages.template_supervoxels(cfg, data).layers
@@ -316,22 +274,11 @@ for ax, subject_id in zip(axes[1:], shown):
 plt.show()
 
 # %% [markdown]
-# ## Explore: regularisation, level, slice
-# `alpha` weighs smoothness against the data: too small and the field follows noise (and
-# folds), too large and organs cannot move enough. `level` 0 shows the affine step.
-
-# %%
-if labelled:  # the explorer reports Dice: it needs labels
-    explorer = TeacherExplorer(fixed, template, cfg.teacher)
-    display(explorer.widget)
-
-# %% [markdown]
 # ## Exercise: one min-sum message
 # On a chain child $\to$ parent, the child sends for every label $q$ of the parent
-# $m(q) = \min_p \big(c(p) + \alpha\,(p - q)^2\big)$, with $c$ the child's costs (its data
-# cost plus the messages of its own children). Write `message(costs, alpha)` by brute
-# force (two loops, or one with NumPy); the package's distance transform computes the
-# same in linear time.
+# $m(q) = \min_p \big(c(p) + \alpha\,(p - q)^2\big)$, with $c$ the child's costs. Write
+# `message(costs, alpha)` by brute force (two loops, or one with NumPy); the package's
+# distance transform computes the same in linear time.
 
 # %% tags=["exercise"]
 def message(costs, alpha):
@@ -350,11 +297,84 @@ def message(costs, alpha):
 verdict = exercises.check_message(message)
 
 # %% [markdown]
-# ## Try it yourself
+# ## Going further (optional)
+#
+# ### The affine step
+# The moving scan is cut into blocks; each block of the fixed body looks for its best
+# match within a cube of shifts (on 4x, then 2x coarser copies of both MIND volumes).
+# Many blocks are wrong: repeated vertebrae and bowel loops, organs that moved on their
+# own. A **least-trimmed-squares** fit handles them: fit an affine matrix to all matches,
+# keep the half that agree best, fit again, and so on.
+
+# %%
+print("affine matrix (fixed voxel -> template voxel):")
+print(np.round(result.affine, 3))
+
+# %% [markdown]
+# ### Coarse to fine, and symmetric
+# deeds repeats the deformable step on finer grids with smaller candidate cubes, each
+# level starting from the previous result; the penalty acts on the *whole* displacement,
+# so a finer level also smooths what coarser ones left. It also registers the other way
+# round and makes both fields each other's inverse, so folding (Jacobian determinant
+# <= 0) stays rare. Registration runs the cost and belief propagation *compiled*
+# (`slicreg_lite/teacher/compiled.py`, numba): the same loops as above, several times
+# faster.
+#
+# The grid shows the field: the fixed scan's regular grid, drawn where each of its points
+# lands in the *moving* scan (here the template, underneath).
+
+# %%
+body = body_mask(fixed.image)  # from intensities: no labels needed
+for level, field in enumerate(result.levels, start=1):
+    scores = score_registration(warp_labels(template.labels, field) if labelled else None,
+                                fixed.labels, field, label_names=label_names, body=body,
+                                hd95=False)
+    stats, dice = scores.jacobian, ""
+    if labelled:  # the paper's summary (the four large organs) for the BTCV organs
+        summary = "avg(4)" if "avg(4)" in scores.summary else "mean"
+        dice = f"{summary} Dice {100 * scores.headline:.1f}%, "
+    print(f"level {level} (spacing {cfg.teacher.grid_spacings[level - 1]}): {dice}"
+          f"folding {stats['percent_folding']:.2f}%, std(log J) "
+          f"{stats['std_log_jacobian']:.2f}")
+viz.show_deformation_grid(result.displacement, axis=1, step=3, background=template.image,
+                          title="the fixed grid, where it lands in the template")
+plt.show()
+
+# %% [markdown]
+# ### Explore: regularisation, level, slice
+# `alpha` weighs smoothness against the data: too small and the field follows noise (and
+# folds), too large and organs cannot move enough. `level` 0 shows the affine step.
+# ⏱ about 10 s to start (it registers once).
+
+# %%
+if labelled:  # the explorer reports Dice: it needs labels
+    explorer = TeacherExplorer(fixed, template, cfg.teacher)
+    display(explorer.widget)
+
+# %% [markdown]
+# ### Try it yourself
 # 1. Run `register` with `symmetric=False` (`dataclasses.replace(cfg.teacher,
 #    symmetric=False)`). How do Dice, folding and time change? And with
 #    `regularise_total=False`, which penalises only each level's own step?
 # 2. Replace MIND by the raw image (`fixed.image[None] / 500`) in `register_level` above.
-#    Where does the cost volume become ambiguous?
+#    Where does the cost become ambiguous?
 # 3. Make the penalty act on *all* grid neighbours instead of the tree's edges: why can
 #    belief propagation then no longer find the exact minimum?
+
+# %% [markdown]
+# ## Summary
+# - A conventional registration, deeds-lite, carries the template's supervoxels onto every
+#   training scan: the network's targets, made without labels.
+# - MIND descriptors compare structure, not intensities.
+# - Each control point weighs a cube of candidate displacements; a smoothness penalty on a
+#   minimum spanning tree is minimised exactly by belief propagation.
+#
+# ## References
+# - M. P. Heinrich et al. MRF-based deformable registration and ventilation estimation of
+#   lung CT. *IEEE TMI* 32(7), 2013 (deeds).
+# - M. P. Heinrich et al. MIND: modality independent neighbourhood descriptor for
+#   multi-modal deformable registration. *Medical Image Analysis* 16(7), 2012; and
+#   Towards realtime multimodal fusion for image-guided interventions using
+#   self-similarities. *MICCAI* 2013 (MIND-SSC).
+# - P. F. Felzenszwalb, D. P. Huttenlocher. Distance transforms of sampled functions.
+#   *Theory of Computing* 8, 2012.

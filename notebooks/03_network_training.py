@@ -18,13 +18,13 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/slicreg-lite/slicreg_lite/blob/main/notebooks/03_network_training.ipynb)
 #
+# Step 3 of the method (the conventions are in notebook 00).
+#
 # **What you will learn**
 # - the task: for every voxel of a new scan, 16 classifications into 128 supervoxels;
-# - the architecture: a 3D MobileNetV2 (inverted residuals), atrous spatial pyramid
-#   pooling, one skip connection, and 16 grouped heads;
+# - the architecture: a 3D MobileNetV2, atrous spatial pyramid pooling, 16 grouped heads;
 # - how augmentation moves a scan and its targets together;
-# - how well the trained network reproduces the teacher on scans it never saw, compared
-#   with simply assuming the template's supervoxels stay where they are.
+# - how well the trained network reproduces the teacher on scans it never saw.
 
 # %% tags=["colab"]
 # On Google Colab, fetch the repository (with its pretrained weights) and install it
@@ -40,14 +40,16 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,
-# the default) or "paper" (the paper's sizes, for a GPU). Under "lite" the shipped
-# weights are used; RETRAIN = True trains from scratch instead (tens of minutes). DATA
-# chooses the scans ("phantom", or "bcv:PATH", "learn2reg:PATH", "folder:PATH": see
-# notebook 00); the shipped weights serve the phantom only, real data trains its own.
+# the default) or "paper" (the paper's sizes, for a GPU). DATA chooses the scans
+# ("phantom", or "bcv:PATH", "learn2reg:PATH", "folder:PATH": see notebook 00).
+# Under "lite" the phantom's network is shipped. Other data or presets train their own
+# (tens of minutes on a CPU): set TRAIN = True to allow it; RETRAIN = True trains anew
+# even when weights exist.
 import os
 
 PRESET = os.environ.get("SLICREG_PRESET", "lite")
 DATA = os.environ.get("SLICREG_DATA", "phantom")
+TRAIN = os.environ.get("SLICREG_TRAIN", "0") == "1"
 RETRAIN = False
 
 # %%
@@ -61,19 +63,20 @@ from slicreg_lite.core.spatial import resize
 from slicreg_lite.network import models
 from slicreg_lite.network.training import augment
 from slicreg_lite.pipeline import stages
-from slicreg_lite.teaching import exercises
+from slicreg_lite.teaching import exercises, tutorial
 
 cfg, data = setup(PRESET, DATA)  # the preset and the scans of the parameters
+tutorial.check_training(cfg, data, [("deeplab", "slic")], TRAIN or RETRAIN)
 input_shape = tuple(cfg.network.input_shape)
 print(f"preset {cfg.name!r}: the network sees {input_shape} voxels and answers at "
-      f"{tuple(n // 2 for n in input_shape)}")
+      f"{tuple(n // 2 for n in input_shape)}; training runs on {tutorial.device()}")
 
 # %% [markdown]
 # ## The task
 # Notebook 02 carried the template's 16 layers of supervoxels onto every training scan.
 # Now a network learns the mapping *scan -> supervoxel labels*: at every voxel, 16
-# classifications (one per layer) into 128 classes. For a new scan, the predicted
-# labels say where each voxel sits in the template: registration by segmentation.
+# classifications (one per layer) into 128 classes. For a new scan, the predicted labels
+# say where each voxel sits in the template: registration by segmentation.
 #
 # The loss is the cross-entropy of every layer $l$, averaged over the $L = 16$ layers and
 # the voxels $x$ of the output grid $\Omega$, with $y_l(x)$ the teacher's label and
@@ -85,16 +88,13 @@ print(f"preset {cfg.name!r}: the network sees {input_shape} voxels and answers a
 # %% [markdown]
 # ## The architecture
 # - **Backbone**: a 3D MobileNetV2. Its *inverted residual* block expands a few channels
-#   into many (1x1x1 convolution), filters each channel separately in 3D (depthwise
-#   3x3x3 convolution: 27 weights per channel instead of 27 x channels) and projects back
-#   to few channels. Cheap, and only 216,768 parameters (the poster's "220k").
-# - **ASPP**: *atrous* (dilated) convolutions look at voxels 2, 4, 8 and 16 steps apart,
-#   so a handful of layers sees the whole abdomen; an image-pooling branch adds the mean
-#   of everything. Context decides *which* supervoxel a voxel of liver belongs to.
-# - **Skip connection**: the 24-channel features at half resolution bring back detail.
-# - **Head**: 16 groups, one per layer, each predicting 128 classes. (The authors' code
-#   also has 16 groups, but reads each layer's 128 classes across all of them; one group
-#   per layer is this toolkit's reading of the design.)
+#   into many (1x1x1 convolution), filters each channel separately (depthwise 3x3x3
+#   convolution) and projects back: only 216,768 parameters (the poster's "220k").
+# - **ASPP**, six branches side by side: a 1x1x1 convolution, four *atrous* (dilated)
+#   convolutions that look at voxels 2, 4, 8 and 16 steps apart, and the mean of
+#   everything (image pooling). Context decides *which* supervoxel a voxel of liver is in.
+# - **Skip connection**: features at half resolution bring back detail.
+# - **Head**: 16 groups, one per layer, each predicting 128 classes.
 
 # %%
 model = models.build_model("deeplab", "slic", cfg)
@@ -104,7 +104,8 @@ for index, block in enumerate(model.features.backbone.blocks, start=1):
     rows.append((f"inverted residual {index}", block.expand[0].in_channels,
                  block.expand[0].out_channels, block.project[0].out_channels, stride,
                  models.count_parameters(block)))
-rows.append(("ASPP (6 branches + projection)", 64, 768, 128, 1,
+branches = len(model.features.aspp.branches) + 1  # + the image-pooling branch
+rows.append((f"ASPP ({branches} branches + projection)", 64, 128 * branches, 128, 1,
              models.count_parameters(model.features.aspp)))
 rows.append(("head (16 groups)", 152, 512, 16 * 128, 1, models.count_parameters(model.head)))
 print(f"{'module':>32s} {'in':>4s} {'mid':>5s} {'out':>5s} {'stride':>6s} {'parameters':>10s}")
@@ -115,11 +116,13 @@ print(f"{'total':>32s} {models.count_parameters(model):>34,d}")
 # %%
 fig, ax = plt.subplots(figsize=(12, 2.6))
 boxes = [("CT\n1 ch", "full"), ("blocks 1-2\n24 ch", "1/2"), ("blocks 3-8\n64 ch", "1/4"),
-         ("ASPP\n128 ch", "1/4"), ("concat\n152 ch", "1/2"), ("16 heads\n16 x 128", "1/2")]
+         (f"ASPP\n{branches} branches\n128 ch", "1/4"), ("concat\n152 ch", "1/2"),
+         ("16 heads\n16 x 128", "1/2")]
 for k, (label, resolution) in enumerate(boxes):
     ax.add_patch(plt.Rectangle((k * 2, 0), 1.5, 1, color=plt.cm.Blues(0.3 + 0.1 * k)))
     ax.text(k * 2 + 0.75, 0.5, label, ha="center", va="center")
-    ax.text(k * 2 + 0.75, -0.25, resolution, ha="center", color="grey")
+    ax.text(k * 2 + 0.75, -0.25, f"{resolution} resolution", ha="center", color="grey",
+            fontsize="small")
     if k:
         ax.annotate("", (k * 2, 0.5), (k * 2 - 0.5, 0.5), arrowprops={"arrowstyle": "->"})
 ax.annotate("skip", (8.75, 1.0), (2.75, 1.0),
@@ -131,9 +134,12 @@ plt.show()
 
 # %% [markdown]
 # ## Augmentation: the scan and its targets move together
-# Every training sample is moved by a random affine transform (identity + N(0, 0.07) on
-# the 3 x 4 matrix). The image is interpolated linearly, the labels by nearest neighbour,
-# with the *same* transform, so they stay aligned.
+# Every training sample is moved by a random affine transform. The image is interpolated
+# linearly, the labels by nearest neighbour, with the *same* transform, so they stay
+# aligned.
+#
+# ⏱ From an empty cache the next cell first runs the teacher on the 20 training scans:
+# about 180 s (3 min) under `lite` on 2 CPU cores; with a warm cache a few seconds.
 
 # %%
 dataset = stages.training_data(cfg, data)
@@ -150,47 +156,40 @@ plt.show()
 
 # %% [markdown]
 # ## Training
-# Cross-entropy of every layer's classification, averaged over the 16 layers; Adam with
-# learning rate 0.004. Under `lite` the shipped weights were trained by
-# `python -m slicreg_lite train --preset lite` on the CPU (600 iterations of two scans;
-# the cell below prints how long that took); under `smoke` a few iterations run here.
-# Under `lite` the CPU computes in float32; `cfg.training.cpu_bfloat16` switches to
-# bfloat16, which is faster only on a CPU with bfloat16 instructions (and much slower on
-# one without). On a GPU, mixed precision and activation checkpointing are switched on.
-# If you can afford it, train longer: what counts is how many scans the network sees, not
-# how often it sees the same ones.
-#
-# One cheap step follows the last iteration: BatchNorm normalises with a mean and variance
-# that it kept during training as a moving average of the last few batches, each of two
-# augmented scans, taken while the weights still changed. They are **measured anew** on
-# the training scans with the final weights, in seconds.
-#
-# Two validation subjects, never trained on and not in the table, are watched during
-# training (the right plot): the share of their voxels whose predicted supervoxel is the
-# teacher's. Nothing is chosen by it; it shows whether the network still learns.
+# Adam minimises the loss above. Under `lite` the shipped weights were trained by
+# `python -m slicreg_lite train --preset lite` on the CPU (the cell prints how long that
+# took); under `smoke` a few iterations run here. Two validation subjects, never trained
+# on and not in the table, are watched during training (right): the share of their
+# voxels whose predicted supervoxel is the teacher's. Nothing is chosen by it; it shows
+# whether the network still learns.
 
 # %%
 model, checkpoint = stages.network(cfg, data, "deeplab", "slic", retrain=RETRAIN)
 history = checkpoint["history"]
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-axes[0].plot(history["loss"], alpha=0.4)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
+axes[0].plot(history["loss"], alpha=0.4, label="each iteration")
 window = max(1, len(history["loss"]) // 20)
-axes[0].plot(np.convolve(history["loss"], np.ones(window) / window, mode="valid"))
+axes[0].plot(np.arange(window - 1, len(history["loss"])),
+             np.convolve(history["loss"], np.ones(window) / window, mode="valid"),
+             label=f"mean of {window} iterations")
 axes[0].set_xlabel("iteration")
 axes[0].set_ylabel("cross-entropy")
+axes[0].legend()
 if history["validation"]:
     steps, values = zip(*history["validation"])
-    axes[1].plot(steps, values, "o-")
+    axes[1].plot(steps, 100 * np.asarray(values), "o-", label="validation subjects")
+    axes[1].legend()
 axes[1].set_xlabel("iteration")
-axes[1].set_ylabel("validation accuracy\n(2 validation subjects, with background)")
+axes[1].set_ylabel("agreement with the teacher (%)")
 plt.show()
 print(f"trained for {len(history['loss'])} iterations in {history['seconds']:.0f} s")
 
 # %% [markdown]
-# ## Predictions on test scans
+# ## Predictions on a test scan
 # For a scan the network never saw: its predicted supervoxels next to the teacher's
-# (deeds-lite warped the template onto that scan) and next to the template's own
-# supervoxels, which is what "no registration" would assume.
+# (deeds-lite carried the template onto that scan), and next to the template's own
+# supervoxels, which is what "no registration" would assume. (⏱ From an empty cache
+# about 11 s: the teacher registers this scan first.)
 
 # %%
 test_id = data.split.evaluation_ids[0]
@@ -209,8 +208,11 @@ plt.show()
 
 # %% [markdown]
 # ## Per-layer agreement with the teacher
-# The fraction of body voxels whose predicted label equals the teacher's, on every test
+# The share of body voxels whose predicted label equals the teacher's, on every test
 # scan, per layer; the baseline assumes the template's supervoxels did not move.
+#
+# ⏱ From an empty cache about 60 s (the teacher first registers the 9 test scans);
+# with a warm cache about 6 s.
 
 # %%
 agreement = stages.network_agreement(cfg, data, model)
@@ -232,8 +234,8 @@ plt.show()
 # ## Exercise: the loss of one layer
 # Write `layer_loss(logits, target)`: the cross-entropy of one layer, averaged over the
 # voxels of the batch. `logits` has shape (batch, classes, d, h, w), `target` (batch, d,
-# h, w) holds class numbers. Use `torch.log_softmax`, not `F.cross_entropy` (the check
-# compares with it).
+# h, w) holds class numbers. Write it with `torch.log_softmax`: the check compares with
+# `F.cross_entropy`, and does not accept an answer that just calls it.
 
 # %% tags=["exercise"]
 def layer_loss(logits, target):
@@ -252,11 +254,43 @@ def layer_loss(logits, target):
 verdict = exercises.check_layer_loss(layer_loss)
 
 # %% [markdown]
-# ## Try it yourself
+# ## Going further (optional)
+#
+# ### Precision, BatchNorm and GPUs
+# - Under `lite` the CPU computes in float32; `cfg.training.cpu_bfloat16` switches to
+#   bfloat16, which is faster only on a CPU with bfloat16 instructions (and much slower
+#   on one without). On a GPU (`tutorial.device()` above says which is used), mixed
+#   precision and activation checkpointing are switched on; the cache and the results do
+#   not depend on the device.
+# - After the last iteration, BatchNorm's mean and variance (a moving average of the last
+#   batches, taken while the weights still changed) are **measured anew** on the
+#   training scans with the final weights, in seconds.
+# - If you can afford it, train longer: what counts is how many scans the network sees,
+#   not how often it sees the same ones.
+# - The authors' code also has 16 head groups, but reads each layer's 128 classes across
+#   all of them; one group per layer is this toolkit's reading of the design.
+#
+# ### Try it yourself
 # 1. Set `RETRAIN = True` and halve the iterations (`cfg = cfg.with_updates(training=
 #    {"iterations": 300})`): how much agreement do you lose?
 # 2. Train the UNet variant (`stages.network(cfg, data, "unet", "slic")`) and compare its
 #    per-layer agreement. The paper found DeepLab 6.8 points better (avg(4) Dice).
-# 3. Why is a layer's accuracy far below what the Dice of organs suggests? Think of how
-#    small one supervoxel is compared with the liver, and what an off-by-one-supervoxel
-#    error costs in each measure.
+# 3. Why is a layer's agreement far below what the organs' Dice suggests? Think of how
+#    small one supervoxel is compared with the liver.
+
+# %% [markdown]
+# ## Summary
+# - A 3D DeepLab (MobileNetV2 backbone, six-branch ASPP, one skip, 16 grouped heads)
+#   learns to predict the teacher's 16 supervoxel layers: 16 classifications per voxel.
+# - Its loss is the cross-entropy averaged over layers and voxels; augmentation moves scan
+#   and targets together.
+# - On unseen scans it agrees with the teacher far more often than the template's own
+#   supervoxels do.
+#
+# ## References
+# - M. Sandler et al. MobileNetV2: inverted residuals and linear bottlenecks. *CVPR* 2018.
+# - L.-C. Chen et al. Encoder-decoder with atrous separable convolution for semantic image
+#   segmentation (DeepLabv3+). *ECCV* 2018.
+# - Ö. Çiçek et al. 3D U-Net: learning dense volumetric segmentation from sparse
+#   annotation. *MICCAI* 2016.
+# - D. P. Kingma, J. Ba. Adam: a method for stochastic optimization. *ICLR* 2015.

@@ -18,14 +18,18 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/slicreg-lite/slicreg_lite/blob/main/notebooks/04_adam_registration.ipynb)
 #
+# Step 4 of the method: the template #38 is *fixed*, a test scan *moves* (conventions:
+# notebook 00).
+#
 # **What you will learn**
 # - why predicted supervoxels turn registration into a small, fast optimisation;
-# - the keypoints and their kNN graph;
-# - how 16 x 128 classes become 256 smooth feature channels;
-# - the paper's Adam loop, written out in 20 lines of PyTorch, and what it minimises;
-# - how a thin-plate spline turns about 2,000 keypoint motions into a dense field;
-# - beyond the paper: this toolkit's centre fit, and what it adds;
-# - how the baseline that *regresses* displacements compares.
+# - the keypoints, their kNN graph, and the folded feature channels;
+# - the paper's Adam loop, written out in 20 lines of PyTorch;
+# - how a thin-plate spline turns about 2,000 keypoint motions into a dense field.
+#
+# ⏱ From an empty cache (a fresh Colab VM) the setup cell first makes the cohort and the
+# template's supervoxels: about 65 s under `lite` on 2 CPU cores; with a warm cache a few
+# seconds.
 
 # %% tags=["colab"]
 # On Google Colab, fetch the repository (with its pretrained weights) and install it
@@ -43,11 +47,13 @@ if "google.colab" in sys.modules:
 # The preset sets every size: "smoke" (seconds, used by the tests), "lite" (a laptop CPU,
 # the default) or "paper" (the paper's sizes, for a GPU). DATA chooses the scans
 # ("phantom", or "bcv:PATH", "learn2reg:PATH", "folder:PATH": see notebook 00).
-# SUBJECT picks a test scan.
+# SUBJECT picks a test scan. TRAIN = True allows training networks this data has none
+# of (only the phantom's are shipped, under "lite").
 import os
 
 PRESET = os.environ.get("SLICREG_PRESET", "lite")
 DATA = os.environ.get("SLICREG_DATA", "phantom")
+TRAIN = os.environ.get("SLICREG_TRAIN", "0") == "1"
 SUBJECT = 0  # index into the test subjects
 
 # %%
@@ -63,17 +69,19 @@ from slicreg_lite.display import AdamExplorer
 from slicreg_lite.evaluation import oracles
 from slicreg_lite.methods import compare_alignments
 from slicreg_lite.pipeline import load_method, stages
-from slicreg_lite.teaching import exercises
+from slicreg_lite.teaching import exercises, tutorial
 
 cfg, data = setup(PRESET, DATA)  # the preset and the scans of the parameters
+tutorial.check_training(cfg, data, tutorial.networks_of(["slicreg", "slicreg-fit",
+                                                         "regression"]), TRAIN)
 template_id = data.split.template_id
 moving_id = data.split.evaluation_ids[SUBJECT]
 subjects = stages.cohort(cfg, data, (template_id, moving_id))
 fixed, moving = subjects[template_id], subjects[moving_id]
 layers = stages.template_supervoxels(cfg, data).layers
 # Slic-Reg in one object: the template, its supervoxels and keypoints, the trained network
-# (shipped weights for the phantom under lite) and the paper's Adam settings (cfg.adam).
-# The evaluation (notebook 05) and `python -m slicreg_lite register` use the same object.
+# and the paper's Adam settings (cfg.adam). The evaluation (notebook 05) and
+# `python -m slicreg_lite register` use the same object.
 slicreg = load_method(cfg, data, "slicreg")
 labelled = fixed.labels is not None and moving.labels is not None
 
@@ -96,18 +104,15 @@ print(f"preset {cfg.name!r}: template #{template_id}, moving scan #{moving_id}; 
 # ## The idea
 # After step 3 the network tells, for every voxel of the moving scan, which supervoxel of
 # each template layer it belongs to. The template's supervoxels have known centres, so
-# registration is reduced to: *move each template supervoxel centre to where the moving
-# scan's copy of that supervoxel is*. Instead of matching intensities at a million voxels,
-# we optimise ~2,000 keypoint displacements, which takes well under a second.
+# registration reduces to: *move each template supervoxel centre to where the moving
+# scan's copy of that supervoxel is*. Instead of matching intensities at a million
+# voxels, we optimise ~2,000 keypoint displacements, in about a second.
 #
 # ## Keypoints and their kNN graph
-# The poster's keypoints are "N=2048 supervoxel centres": the centres of the template's
-# supervoxels, 16 layers x 127 = 2032 here (label 0 of each layer's 128 is the
-# background). The authors' code draws 2048 random voxels inside the template's
-# supervoxels instead. `cfg.adam.keypoints` says which this preset uses; like every
-# setting, it was chosen on validation subjects, not on the test subjects of the table
-# (notebook 05). Each keypoint is joined to its `k` nearest neighbours; the graph says
-# which displacements should agree.
+# The keypoints are the centres of the template's supervoxels (notebook 01), each joined
+# to its `k` nearest neighbours: the graph says which displacements should agree. Like
+# every setting, `k` was chosen on validation subjects, not on the test subjects of
+# notebook 05's table.
 
 # %%
 template = slicreg.template  # keypoints, and the template's features
@@ -123,14 +128,11 @@ ax = viz.show_keypoint_graph(image, template.keypoints, graph.edges, axis=1, ind
 plt.show()
 
 # %% [markdown]
-# ## Features: 16 x 128 classes folded into 256 smooth channels
-# A one-hot encoding of 16 layers x 128 classes would need 2,048 channels. The authors'
-# code folds each layer's 128 classes into 16 channels: every block of 16 consecutive
-# class numbers goes to the 16 channels in its own random order. SLIC numbers its
-# supervoxels roughly in scan order, so close numbers are often neighbours in space,
-# and inside a block they never share a channel. Average pooling then blurs the
-# channels, so that a keypoint slightly off still feels a gradient pointing the right
-# way. The template and the moving scan use the same folding.
+# ## Features: 16 x 128 classes folded into smooth channels
+# A one-hot encoding of 16 layers x 128 classes would need 2,048 channels. Instead each
+# layer's 128 classes are *folded* into 16 channels by a fixed random assignment (the
+# same for the template and the moving scan), and average pooling blurs the channels,
+# so that a keypoint slightly off still feels a gradient pointing the right way.
 
 # %%
 predicted = slicreg.predict(moving.image)  # the network's 16 layers, on the supervoxel grid
@@ -160,13 +162,13 @@ plt.show()
 #   - f^{\mathrm{moving}}_c(p_i + u_i)\big)^2
 #   + \frac{\alpha}{N} \sum_{i, j} A_{ij} \|u_i - u_j\|^2 ,$$
 #
-# where $A$ is the adjacency matrix of the kNN graph: $A_{ij} = 1$ when $j$ is among the
-# $k$ nearest neighbours of $i$ or $i$ among those of $j$, so every edge counts twice.
-# $f^{\mathrm{moving}}(p_i + u_i)$ is read by trilinear interpolation (`grid_sample`),
-# which is differentiable, so PyTorch gives the gradient of the loss with respect to every
-# $u_i$. This is the whole of the paper's alignment, as the poster prints it: a flow in
-# `grid_sample`'s coordinates ($[-1, 1]$ across the grid, in $(x, y, z)$ order),
-# `torch.optim.Adam`, the mean squared error of the features, and the kNN penalty.
+# where $A$ is the adjacency matrix of the kNN graph ($A_{ij} = 1$ when $j$ is among the
+# $k$ nearest neighbours of $i$ or $i$ among those of $j$). $f^{\mathrm{moving}}(p_i +
+# u_i)$ is read by trilinear interpolation (`grid_sample`), which is differentiable, so
+# PyTorch gives the gradient with respect to every $u_i$. This is the whole of the
+# paper's alignment, as the poster prints it: a flow in `grid_sample`'s coordinates
+# ($[-1, 1]$ across the grid, in $(x, y, z)$ order), `torch.optim.Adam`, the features'
+# mean squared error and the kNN penalty.
 
 # %%
 import torch
@@ -197,12 +199,9 @@ for _ in range(adam.iterations):
 by_hand = (flow.detach().flip(-1) * half).numpy() / template.to_feature_grid(np.ones(3))
 
 # %% [markdown]
-# The package runs the same loop (`alignment.align_keypoints`), only faster: it keeps the
-# features as a table with one row per voxel, reads the 8 corners of each keypoint's cell
-# directly instead of calling `grid_sample`, and sums over the edges of the graph. Its
-# result is the loop's. (Not to the last digit: the two round differently in float32,
-# and where a keypoint's gradient is nearly flat Adam turns such tiny differences into
-# steps of its full size, so a few keypoints end up to a few tenths of a voxel apart.)
+# The package runs the same loop (`alignment.align_keypoints`), faster: it reads the 8
+# corners of each keypoint's cell directly instead of calling `grid_sample`. Its result
+# is the loop's, up to float32 rounding:
 
 # %% tags=["nbval-check-output"]
 result = slicreg.align(moving_scan)  # Adam (the paper's loss), then the thin-plate spline
@@ -231,17 +230,17 @@ plt.show()
 
 # %% [markdown]
 # ## From keypoints to a dense field: the thin-plate spline
-# A thin-plate spline passes (almost, with smoothing 0.001) through the keypoint
-# displacements and bends as little as possible in between: it extrapolates smoothly to
-# voxels far from any keypoint. It is evaluated on a coarse grid and upsampled.
-# Warping the moving scan's labels with the field (nearest neighbour) gives the Dice.
+# A thin-plate spline passes (almost) through the keypoint displacements and bends as
+# little as possible in between. Warping the moving scan's labels with the field gives
+# the Dice. On the right, the template's regular grid drawn where each of its points
+# lands in the moving scan (underneath).
 
 # %%
 moving_labels = moving.labels if labelled else np.zeros(moving.shape, np.uint8)
 warped = warp_labels(moving_labels, result.displacement)
 dice_before, dice_after = avg4(moving_labels), avg4(warped)
 folding_percent = jacobian_stats(result.displacement)["percent_folding"]
-fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
+fig, axes = plt.subplots(1, 3, figsize=(14, 5.2), layout="constrained")
 index = fixed.shape[1] // 2
 for ax, (title, labels) in zip(axes[:2], [(f"before: avg(4) {dice_before:.1f}%", moving_labels),
                                           (f"after: avg(4) {dice_after:.1f}%", warped)]):
@@ -250,211 +249,11 @@ for ax, (title, labels) in zip(axes[:2], [(f"before: avg(4) {dice_before:.1f}%",
         viz.overlay_contours(ax, viz.view_slice(fixed.labels, 1, index))
         viz.overlay_contours(ax, viz.view_slice(labels, 1, index), linestyle="dashed")
 viz.show_deformation_grid(result.displacement, axis=1, index=index, ax=axes[2],
-                          background=fixed.image, title=f"field, {folding_percent:.2f}% folding")
+                          background=moving.image,
+                          title=f"on #{moving_id}: {folding_percent:.2f}% folding")
+if labelled:
+    viz.add_organ_key(fig, [fixed.labels])
 plt.show()
-
-# %% [markdown]
-# ### For teaching: the teacher's supervoxels instead of the network's
-# The same alignment on the supervoxels that deeds-lite carried onto this scan (what the
-# network was trained to reproduce): a perfect network. The gap between the two numbers
-# is what the network's mistakes cost; the gap to the teacher's own registration is what
-# aligning supervoxels with keypoints and a spline costs. Notebook 05's table has this
-# oracle as a row for every test scan (computed by the same function).
-
-# %%
-teacher_layers = stages.teacher_direct(cfg, data, (moving_id,))[moving_id].layers
-exact = alignment.prepare_template(layers, cfg.adam)
-on_teacher = oracles.register_layers(exact, teacher_layers, cfg.adam,
-                                     output_shape=fixed.shape)
-print(f"avg(4) Dice: no registration {dice_before:.1f}%, Adam on predicted supervoxels "
-      f"{dice_after:.1f}%, Adam on the teacher's supervoxels "
-      f"{avg4(warp_labels(moving_labels, on_teacher.displacement)):.1f}%")
-
-# %% [markdown]
-# ## Beyond the paper: this toolkit's centre fit
-# *This section is not the paper's method but an extension of this toolkit, with a row
-# of its own in notebook 05's table ("Slic-Reg + centre fit (this toolkit)").*
-#
-# The predicted layers say more than the smoothed features show: the voxels predicted as
-# a template supervoxel have a centre of mass in the moving scan, and the step $c_i$ from
-# that supervoxel's centre $p_i$ in the template to it is a direct guess of $u_i$. The
-# extension starts Adam from these guesses and adds a third term,
-# $\frac{w}{N} \sum_i \|u_i - c_i\|^2$ ($w$ = `cfg.centre_fit.centre_weight`), that keeps
-# it near them (supervoxels the network never predicts start from their neighbours' mean
-# and feel no pull). It needs the keypoints at the supervoxels' centres.
-#
-# Two subtleties make the guesses better:
-# - a supervoxel's centre of mass moves with the *average* motion over the whole
-#   supervoxel, which differs from the motion at its centre wherever the motion bends
-#   inside it. So the guesses are not taken one by one: one smooth motion on a coarse
-#   grid is fitted, by linear least squares, so that its average over every supervoxel
-#   of every layer takes that supervoxel to its predicted centre (`alignment.fit_centres`,
-#   `centre_fit_step`); $c_i$ is that motion at $p_i$;
-# - where the motion stretches one side of a supervoxel more than the other, that side
-#   takes more room in the moving scan, and the centre leans towards it. The supervoxels'
-#   sizes show the stretch without any field (a supervoxel twice as large as in the
-#   template was stretched twice), so before the fit each centre is moved back by that
-#   lean (`alignment.stretch_correction`, `centre_stretch`).
-#
-# The table below puts the poster, the authors' code and this preset's two rows side by
-# side; then both alignments run on this scan with the same network.
-
-# %%
-display(Markdown(compare_alignments(cfg)))
-centre_fit = load_method(cfg, data, "slicreg-fit")  # the same network
-fitted = centre_fit.align(centre_fit.moving_scan(predicted))
-for name, field in (("Slic-Reg (paper)", result.displacement),
-                    ("Slic-Reg + centre fit (this toolkit)", fitted.displacement)):
-    print(f"{name}: avg(4) Dice {avg4(warp_labels(moving_labels, field)):.1f}%, folding "
-          f"{jacobian_stats(field)['percent_folding']:.2f}%")
-print(f"alignment seconds: paper {result.timings['total']:.2f}, centre fit "
-      f"{fitted.timings['total']:.2f}")
-
-# %% [markdown]
-# ## Where is the registration unsure?
-# Two maps of doubt that need no ground truth, pulled onto the template (at each
-# template voxel, the doubt about its partner $x = y + u(y)$ in the moving scan):
-# - **the network's entropy**: with $p_l(k \mid x)$ layer $l$'s softmax,
-#   $H(x) = -\frac{1}{L \log 128} \sum_l \sum_k p_l(k \mid x) \log p_l(k \mid x)$:
-#   0 where every layer is certain, 1 where it guesses;
-# - **the spread of the named centres**: at $x$ every layer names one template
-#   supervoxel; if network and field are right, all of them contain $y$ and their
-#   centres lie close together; if the layers disagree, the centres scatter
-#   (`alignment.centre_spread`, the root mean square distance from their mean).
-#
-# On the phantom the true field is known, so we can ask whether either map points at the
-# voxels where the endpoint error $\lVert u(y) - u_{true}(y) \rVert$ is large: the rank
-# correlation (Spearman's $\rho$) over the template's body.
-
-# %%
-from scipy.stats import spearmanr
-
-from slicreg_lite.cohort import phantom
-from slicreg_lite.core import labels, spatial
-from slicreg_lite.core.metrics import endpoint_error_map
-from slicreg_lite.network.models import prediction_entropy
-from slicreg_lite.supervoxels import body_mask
-
-partner = np.indices(fixed.shape, dtype=np.float32) + result.displacement
-entropy = np.asarray(spatial.sample(
-    prediction_entropy(slicreg.model, moving.image, cfg.network.input_shape, moving.shape,
-                       intensity_scale=cfg.training.intensity_scale),
-    partner, padding="border"))
-supervoxel_mm = float(np.mean(np.asarray(fixed.spacing) * fixed.shape / layers.shape[1:]))
-spread = resize(alignment.centre_spread(template, predicted,
-                                      result.displacement), fixed.shape) * supervoxel_mm
-maps = {"network entropy (0..1)": entropy, "spread of the named centres (mm)": spread}
-body = fixed.body_mask if fixed.body_mask is not None else body_mask(fixed.image)
-if data.kind == "phantom":
-    truth = phantom.ground_truth(template_id, moving_id, cfg.phantom, cfg.grid)
-    maps["true endpoint error (mm)"] = endpoint_error_map(result.displacement,
-                                                          truth.displacement, fixed.spacing)
-fig, axes = plt.subplots(1, len(maps), figsize=(5 * len(maps), 4.5))
-index = fixed.shape[1] // 2
-for ax, (name, values) in zip(np.atleast_1d(axes), maps.items()):
-    viz.show_error_map(fixed.image, np.nan_to_num(values), fixed.labels, axis=1, index=index,
-                       ax=ax, mask=body, title=name)
-fig.tight_layout()
-plt.show()
-if data.kind == "phantom":
-    error = maps["true endpoint error (mm)"]
-    inside = body & np.isfinite(spread) & np.isfinite(error)
-    for name in list(maps)[:2]:
-        rho = spearmanr(maps[name][inside], error[inside]).statistic
-        print(f"{name}: Spearman rho with the true error {rho:+.2f}")
-
-# %% [markdown]
-# A map that predicted the error would give $\rho$ near 1; $\rho$ near 0 means it does
-# not know where the registration fails. The spread mostly shows the supervoxels' size,
-# and where the network is *confidently wrong* neither the network nor the field has any
-# sign of doubt. A learnt uncertainty would need to be trained against errors like these,
-# which is what the phantom's ground truth makes possible.
-
-# %% [markdown]
-# ## Interactive: alpha, k, iterations and the centre term
-# Move a slider and the registration runs again (while it runs the text under the sliders
-# says so, and moves made meanwhile are not queued: only the latest is computed). The
-# sliders start at the paper's loss: watch the Dice and the folding as `alpha` changes;
-# too small an `alpha` lets neighbouring keypoints disagree and the spline folds, too
-# large a one stiffens the motion. Then raise the **centre weight** above 0 to add this
-# toolkit's centre term, first with each supervoxel's own centre, then with **centre
-# fit** ticked.
-
-# %%
-if labelled:  # the explorer reports Dice: it needs labels
-    explorer = AdamExplorer(slicreg, moving_scan, fixed, moving)
-    display(explorer.widget)
-
-# %% [markdown]
-# ## The baseline: regressing displacements, then a random walk
-# The paper's ablation trains the same network with a *regression* head: it predicts,
-# at every voxel, where that voxel lies in the template. We read that field at the
-# template's keypoints (inverting it where the network was trained: inside the moving
-# scan's body, where its targets lay; keypoints without a partner there take their
-# neighbours' motion), smooth the keypoint displacements by a random walk on the same
-# kNN graph, and use the same spline.
-
-# %%
-baseline_registration = load_method(cfg, data, "regression").register(moving.image)
-baseline = baseline_registration.details  # the keypoints before and after the random walk
-baseline_warped = warp_labels(moving_labels, baseline.displacement)
-print(f"avg(4) Dice on #{moving_id}: regression + RW {avg4(baseline_warped):.1f}% vs "
-      f"Slic + the paper's Adam {dice_after:.1f}%; folding "
-      f"{jacobian_stats(baseline.displacement)['percent_folding']:.2f}% vs "
-      f"{folding_percent:.2f}%")
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-for ax, (title, motion) in zip(axes, [("regression: raw keypoint motion",
-                                       baseline.raw_displacement),
-                                      ("after the random walk",
-                                       baseline.keypoint_displacement)]):
-    viz.show_keypoint_graph(image, exact.keypoints, baseline.graph.edges, displacement=motion,
-                            axis=1, index=coronal, ax=ax, title=title)
-plt.show()
-
-# %% [markdown]
-# ## Your own scans: the `register` command
-# The same object registers scans given as NIfTI files, in any orientation, voxel size
-# and field of view: they are brought onto the preset's grid, registered to the template,
-# and the results come back onto the fixed scan's grid as files other tools read
-# (`warped.nii.gz`, `warped_labels.nii.gz`, `displacement_itk.nii.gz` for SimpleITK,
-# ANTs or 3D Slicer, `displacement_learn2reg.nii.gz`, `overlay.png`, `report.json`):
-#
-# ```bash
-# python -m slicreg_lite register moving.nii.gz --labels moving_labels.nii.gz --out result
-# python -m slicreg_lite register moving.nii.gz --method slicreg-fit --out result  # + centre fit
-# python -m slicreg_lite register moving.nii.gz --method teacher --fixed fixed.nii.gz --out result
-# ```
-#
-# A network knows only scans like those it was trained on (here: the phantom). The
-# command compares every scan's intensities with the training scans' and says so when
-# they differ, and `report.json` says `"reliable": false` when the field folds or
-# stretches too much. The cell below does the same from Python with the moving scan
-# written to a NIfTI file.
-
-# %%
-import json
-import tempfile
-from pathlib import Path
-
-from IPython.display import Image
-
-from slicreg_lite.apps.register import register_scans
-from slicreg_lite.cohort.nifti import save_nifti
-
-folder = Path(tempfile.mkdtemp())
-save_nifti(folder / "moving.nii.gz", moving.image, moving.affine)
-labels_file = None
-if moving.labels is not None:
-    labels_file = save_nifti(folder / "moving_labels.nii.gz", moving.labels, moving.affine)
-registered = register_scans(folder / "moving.nii.gz", labels=labels_file, cfg=cfg, data=data,
-                            out=folder / "result")
-report = json.loads((folder / "result" / "report.json").read_text())
-print("written:", sorted(path.name for path in (folder / "result").iterdir()))
-print("seconds:", {name: round(value, 2) for name, value in report["seconds"].items()})
-print("reliable:", report["reliable"], report["warnings"])
-if report["dice"] is not None:
-    print(f"Dice: {report['dice']}")
-display(Image(filename=str(folder / "result" / "overlay.png"), width=700))
 
 # %% [markdown]
 # ## Exercise 1: fold one layer's classes into channels
@@ -504,7 +303,212 @@ def edge_penalty(u, adjacency, alpha):
 verdict = exercises.check_edge_penalty(edge_penalty)
 
 # %% [markdown]
-# ## Try it yourself
+# ## Going further (optional)
+#
+# ### A perfect network: the teacher's supervoxels
+# The same alignment on the supervoxels that deeds-lite carried onto this scan (what the
+# network was trained to reproduce). The gap between the two numbers is what the
+# network's mistakes cost; notebook 05's table has this oracle as a row for every test
+# scan (computed by the same function).
+# ⏱ From an empty cache about 15 s: the teacher registers this scan first.
+
+# %%
+teacher_layers = stages.teacher_direct(cfg, data, (moving_id,))[moving_id].layers
+exact = alignment.prepare_template(layers, cfg.adam)
+on_teacher = oracles.register_layers(exact, teacher_layers, cfg.adam,
+                                     output_shape=fixed.shape)
+print(f"avg(4) Dice: no registration {dice_before:.1f}%, Adam on predicted supervoxels "
+      f"{dice_after:.1f}%, Adam on the teacher's supervoxels "
+      f"{avg4(warp_labels(moving_labels, on_teacher.displacement)):.1f}%")
+
+# %% [markdown]
+# ### Beyond the paper: this toolkit's centre fit
+# *This section is not the paper's method but an extension of this toolkit, with a row
+# of its own in notebook 05's table ("Slic-Reg + centre fit (this toolkit)").*
+#
+# The predicted layers say more than the smoothed features show: the voxels predicted as
+# a template supervoxel have a centre of mass in the moving scan, and the step $c_i$ from
+# that supervoxel's centre $p_i$ in the template to it is a direct guess of $u_i$. The
+# extension starts Adam from these guesses and adds a third term,
+# $\frac{w}{N} \sum_i \|u_i - c_i\|^2$ ($w$ = `cfg.centre_fit.centre_weight`), that keeps
+# it near them (supervoxels the network never predicts start from their neighbours' mean
+# and feel no pull). It needs the keypoints at the supervoxels' centres.
+#
+# Two subtleties make the guesses better:
+# - a supervoxel's centre of mass moves with the *average* motion over the whole
+#   supervoxel, which differs from the motion at its centre wherever the motion bends
+#   inside it. So the guesses are not taken one by one: one smooth motion on a coarse
+#   grid is fitted, by linear least squares, so that its average over every supervoxel
+#   of every layer takes that supervoxel to its predicted centre (`alignment.fit_centres`,
+#   `centre_fit_step`); $c_i$ is that motion at $p_i$;
+# - where the motion stretches one side of a supervoxel more than the other, that side
+#   takes more room in the moving scan, and the centre leans towards it. The supervoxels'
+#   sizes show the stretch without any field (a supervoxel twice as large as in the
+#   template was stretched twice), so before the fit each centre is moved back by that
+#   lean (`alignment.stretch_correction`, `centre_stretch`).
+#
+# The table below puts the poster, the authors' code and this preset's two rows side by
+# side; then both alignments run on this scan with the same network.
+
+# %%
+display(Markdown(compare_alignments(cfg)))
+centre_fit = load_method(cfg, data, "slicreg-fit")  # the same network
+fitted = centre_fit.align(centre_fit.moving_scan(predicted))
+for name, field in (("Slic-Reg (paper)", result.displacement),
+                    ("Slic-Reg + centre fit (this toolkit)", fitted.displacement)):
+    print(f"{name}: avg(4) Dice {avg4(warp_labels(moving_labels, field)):.1f}%, folding "
+          f"{jacobian_stats(field)['percent_folding']:.2f}%")
+print(f"alignment seconds: paper {result.timings['total']:.2f}, centre fit "
+      f"{fitted.timings['total']:.2f}")
+
+# %% [markdown]
+# ### Where is the registration unsure?
+# Two maps of doubt that need no ground truth, pulled onto the template (at each
+# template voxel, the doubt about its partner $x = y + u(y)$ in the moving scan):
+# - **the network's entropy**: with $p_l(k \mid x)$ layer $l$'s softmax,
+#   $H(x) = -\frac{1}{L \log 128} \sum_l \sum_k p_l(k \mid x) \log p_l(k \mid x)$:
+#   0 where every layer is certain, 1 where it guesses;
+# - **the spread of the named centres**: at $x$ every layer names one template
+#   supervoxel; if network and field are right, all of them contain $y$ and their
+#   centres lie close together; if the layers disagree, the centres scatter
+#   (`alignment.centre_spread`, the root mean square distance from their mean).
+#
+# On the phantom the true field is known, so we can ask whether either map points at the
+# voxels where the endpoint error $\lVert u(y) - u_{true}(y) \rVert$ is large: the rank
+# correlation (Spearman's $\rho$) over the template's body.
+
+# %%
+from scipy.stats import spearmanr
+
+from slicreg_lite.cohort import phantom
+from slicreg_lite.core import labels, spatial
+from slicreg_lite.core.metrics import endpoint_error_map
+from slicreg_lite.network.models import prediction_entropy
+from slicreg_lite.supervoxels import body_mask
+
+partner = np.indices(fixed.shape, dtype=np.float32) + result.displacement
+entropy = np.asarray(spatial.sample(
+    prediction_entropy(slicreg.model, moving.image, cfg.network.input_shape, moving.shape,
+                       intensity_scale=cfg.training.intensity_scale),
+    partner, padding="border"))
+supervoxel_mm = float(np.mean(np.asarray(fixed.spacing) * fixed.shape / layers.shape[1:]))
+spread = resize(alignment.centre_spread(template, predicted,
+                                      result.displacement), fixed.shape) * supervoxel_mm
+maps = {"network entropy (0..1)": entropy, "spread of the named centres (mm)": spread}
+body = fixed.body_mask if fixed.body_mask is not None else body_mask(fixed.image)
+if data.kind == "phantom":
+    truth = phantom.ground_truth(template_id, moving_id, cfg.phantom, cfg.grid)
+    maps["true endpoint error (mm)"] = endpoint_error_map(result.displacement,
+                                                          truth.displacement, fixed.spacing)
+fig, axes = plt.subplots(1, len(maps), figsize=(5 * len(maps), 5), layout="constrained")
+index = fixed.shape[1] // 2
+for ax, (name, values) in zip(np.atleast_1d(axes), maps.items()):
+    viz.show_error_map(fixed.image, np.nan_to_num(values), fixed.labels, axis=1, index=index,
+                       ax=ax, mask=body, title=name, label=name)
+viz.add_organ_key(fig, [fixed.labels])
+plt.show()
+if data.kind == "phantom":
+    error = maps["true endpoint error (mm)"]
+    inside = body & np.isfinite(spread) & np.isfinite(error)
+    for name in list(maps)[:2]:
+        rho = spearmanr(maps[name][inside], error[inside]).statistic
+        print(f"{name}: Spearman rho with the true error {rho:+.2f}")
+
+# %% [markdown]
+# A map that predicted the error would give $\rho$ near 1; $\rho$ near 0 means it does
+# not know where the registration fails. The spread mostly shows the supervoxels' size,
+# and where the network is *confidently wrong* neither the network nor the field has any
+# sign of doubt. A learnt uncertainty would need to be trained against errors like these,
+# which is what the phantom's ground truth makes possible.
+
+# %% [markdown]
+# ### Interactive: alpha, k, iterations and the centre term
+# Move a slider and the registration runs again (while it runs the text under the sliders
+# says so, and moves made meanwhile are not queued: only the latest is computed). The
+# sliders start at the paper's loss: watch the Dice and the folding as `alpha` changes;
+# too small an `alpha` lets neighbouring keypoints disagree and the spline folds, too
+# large a one stiffens the motion. Then raise the **centre weight** above 0 to add this
+# toolkit's centre term, first with each supervoxel's own centre, then with **centre
+# fit** ticked.
+
+# %%
+if labelled:  # the explorer reports Dice: it needs labels
+    explorer = AdamExplorer(slicreg, moving_scan, fixed, moving)
+    display(explorer.widget)
+
+# %% [markdown]
+# ### The baseline: regressing displacements, then a random walk
+# The paper's ablation trains the same network with a *regression* head: it predicts,
+# at every voxel, where that voxel lies in the template. We read that field at the
+# template's keypoints (inverting it where the network was trained: inside the moving
+# scan's body, where its targets lay; keypoints without a partner there take their
+# neighbours' motion), smooth the keypoint displacements by a random walk on the same
+# kNN graph, and use the same spline.
+
+# %%
+baseline_registration = load_method(cfg, data, "regression").register(moving.image)
+baseline = baseline_registration.details  # the keypoints before and after the random walk
+baseline_warped = warp_labels(moving_labels, baseline.displacement)
+print(f"avg(4) Dice on #{moving_id}: regression + RW {avg4(baseline_warped):.1f}% vs "
+      f"Slic + the paper's Adam {dice_after:.1f}%; folding "
+      f"{jacobian_stats(baseline.displacement)['percent_folding']:.2f}% vs "
+      f"{folding_percent:.2f}%")
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+for ax, (title, motion) in zip(axes, [("regression: raw keypoint motion",
+                                       baseline.raw_displacement),
+                                      ("after the random walk",
+                                       baseline.keypoint_displacement)]):
+    viz.show_keypoint_graph(image, exact.keypoints, baseline.graph.edges, displacement=motion,
+                            axis=1, index=coronal, ax=ax, title=title)
+plt.show()
+
+# %% [markdown]
+# ### Your own scans: the `register` command
+# The same object registers scans given as NIfTI files, in any orientation, voxel size
+# and field of view: they are brought onto the preset's grid, registered to the template,
+# and the results come back onto the fixed scan's grid as files other tools read
+# (`warped.nii.gz`, `warped_labels.nii.gz`, `displacement_itk.nii.gz` for SimpleITK,
+# ANTs or 3D Slicer, `displacement_learn2reg.nii.gz`, `overlay.png`, `report.json`):
+#
+# ```bash
+# python -m slicreg_lite register moving.nii.gz --labels moving_labels.nii.gz --out result
+# python -m slicreg_lite register moving.nii.gz --method slicreg-fit --out result  # + centre fit
+# python -m slicreg_lite register moving.nii.gz --method teacher --fixed fixed.nii.gz --out result
+# ```
+#
+# A network knows only scans like those it was trained on (here: the phantom). The
+# command compares every scan's intensities with the training scans' and says so when
+# they differ, and `report.json` says `"reliable": false` when the field folds or
+# stretches too much. The cell below does the same from Python with the moving scan
+# written to a NIfTI file.
+
+# %%
+import json
+import tempfile
+from pathlib import Path
+
+from IPython.display import Image
+
+from slicreg_lite.apps.register import register_scans
+from slicreg_lite.cohort.nifti import save_nifti
+
+folder = Path(tempfile.mkdtemp())
+save_nifti(folder / "moving.nii.gz", moving.image, moving.affine)
+labels_file = None
+if moving.labels is not None:
+    labels_file = save_nifti(folder / "moving_labels.nii.gz", moving.labels, moving.affine)
+registered = register_scans(folder / "moving.nii.gz", labels=labels_file, cfg=cfg, data=data,
+                            out=folder / "result")
+report = json.loads((folder / "result" / "report.json").read_text())
+print("written:", sorted(path.name for path in (folder / "result").iterdir()))
+print("seconds:", {name: round(value, 2) for name, value in report["seconds"].items()})
+print("reliable:", report["reliable"], report["warnings"])
+if report["dice"] is not None:
+    print(f"Dice: {report['dice']}")
+display(Image(filename=str(folder / "result" / "overlay.png"), width=700))
+
+# %% [markdown]
+# ### Try it yourself
 # Every setting of `cfg.adam` can be changed for one registration:
 # `slicreg.align(moving_scan, name=value)` computes again whatever the setting decides
 # (the features, the keypoints, the centre fit) before Adam runs.
@@ -525,3 +529,20 @@ verdict = exercises.check_edge_penalty(edge_penalty)
 # 6. Beyond the paper: add the centre term with `centre_weight=10` (each supervoxel's own
 #    centre), then with `centre_fit_step=8` (one motion fitted to all centres) and
 #    `centre_stretch=True`. What does each add to the Dice and the folding?
+
+# %% [markdown]
+# ## Summary
+# - Slic-Reg registers a new scan by moving the template's ~2,000 supervoxel centres to
+#   where the network's predicted supervoxels say they belong.
+# - Adam minimises the folded features' squared difference plus a kNN-graph penalty.
+# - A thin-plate spline turns the keypoints' motion into a dense field.
+# - This toolkit's centre fit is an extension, not the paper's method.
+#
+# ## References
+# - M. P. Heinrich. Rethinking the design of learning based inter-patient registration
+#   using deformable supervoxels. *MIDL* 2021 (the loss and the loop).
+# - D. P. Kingma, J. Ba. Adam: a method for stochastic optimization. *ICLR* 2015.
+# - F. L. Bookstein. Principal warps: thin-plate splines and the decomposition of
+#   deformations. *IEEE TPAMI* 11(6), 1989.
+# - L. Grady. Random walks for image segmentation. *IEEE TPAMI* 28(11), 2006 (the
+#   baseline's random walk).

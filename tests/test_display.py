@@ -12,9 +12,19 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch, PathPatch
+from matplotlib.text import Text
 
 from slicreg_lite import display
-from slicreg_lite.core.labels import NUM_LABELS
+from slicreg_lite.core.config import get_config
+from slicreg_lite.core.dice_table import DiceTable
+from slicreg_lite.core.labels import (
+    ALL_LABELS,
+    LABEL_NAMES,
+    LARGE_ORGANS,
+    NUM_LABELS,
+    ORGAN_GROUPS,
+)
 
 matplotlib.use("Agg")  # draw off-screen: tests have no display
 
@@ -241,3 +251,192 @@ def test_overlay_contours_one_set_per_label(ct, organs):
         display.overlay_contours(ax, organs)
     with pytest.raises(ValueError, match=r"labels_2d must have values in 0\.\.13"):
         display.overlay_contours(ax, labels_2d + 14)
+
+
+def test_show_error_map_colour_bar_label(ct, organs):
+    error = np.abs(ct) / 100.0
+    ax = display.show_error_map(ct, error, organs, index=4)
+    assert ax.get_images()[-1].colorbar.ax.get_ylabel() == "error (mm)"  # the default
+    ax = display.show_error_map(ct, np.clip(error / error.max(), 0, 1), label="entropy (0..1)",
+                                vmax=1.0, title="network entropy")
+    drawn = ax.get_images()[-1]
+    assert drawn.colorbar.ax.get_ylabel() == "entropy (0..1)"
+    assert drawn.get_clim() == (0.0, 1.0)
+    assert ax.get_title() == "network entropy"
+
+
+# ------------------------------------------------------------------------- the box plots
+FIVE_METHODS = ("initial, not registered", "PDD-Net, two warps", "3D DeepLab + regression + RW",
+                "Slic-Reg (paper): 3D DeepLab + Slic + Adam",
+                "Slic-Reg + centre fit (this toolkit)")
+
+
+def dice_table(methods=FIVE_METHODS, subjects=(1, 4, 7, 10, 23, 26, 29, 32, 35),
+               label_names=None) -> DiceTable:
+    """A table of random scores; label 4 (gallbladder) is absent in subject 4."""
+    rng = np.random.default_rng(7)
+    table = DiceTable() if label_names is None else DiceTable(label_names=label_names)
+    for method in methods:
+        for subject in subjects:
+            scores = rng.uniform(0.0, 1.0, len(table.labels))
+            if subject == 4 and 4 in table.labels:
+                scores[table.labels.index(4)] = np.nan
+            table.add(method, subject, scores)
+    return table
+
+
+def tick_names(ax) -> list[str]:
+    """The x tick labels of a panel, line breaks undone."""
+    return [" ".join(label.get_text().split()) for label in ax.get_xticklabels()]
+
+
+def boxes(ax) -> int:
+    return sum(isinstance(patch, PathPatch) for patch in ax.patches)
+
+
+def test_organ_groups_cover_every_organ_once():
+    numbers = [n for group in ORGAN_GROUPS.values() for n in group]
+    assert sorted(numbers) == list(ALL_LABELS)
+    assert ORGAN_GROUPS["the four large organs (avg(4))"] == LARGE_ORGANS
+
+
+def test_dice_boxplots_one_panel_per_organ_group():
+    figure = display.show_dice_boxplots(dice_table(), title="Dice per organ and method")
+    assert isinstance(figure, Figure)
+    panels = figure.axes
+    assert len(panels) == len(ORGAN_GROUPS)
+    assert [ax.get_title() for ax in panels] == list(ORGAN_GROUPS)
+    for ax, numbers in zip(panels, ORGAN_GROUPS.values()):
+        assert tick_names(ax) == [LABEL_NAMES[n - 1] for n in numbers]
+        assert boxes(ax) == len(FIVE_METHODS) * len(numbers)  # one per method and organ
+        assert ax.get_shared_y_axes().joined(panels[0], ax)
+        low, high = ax.get_ylim()
+        assert low <= 0 and 100 <= high <= 105
+    assert panels[0].get_ylabel() == "Dice (%)"
+    (legend,) = figure.legends  # one legend for the whole figure, none per panel
+    assert [text.get_text() for text in legend.get_texts()] == list(FIVE_METHODS)
+    assert all(ax.get_legend() is None for ax in panels)
+    assert figure.get_suptitle() == "Dice per organ and method"
+    width, height = figure.get_size_inches()
+    assert 8 <= width <= 16 and height <= 6  # readable at 100 dpi
+    figure.canvas.draw()  # lays out without error (legend outside the panels)
+    legend_box = legend.get_window_extent()
+    assert all(not legend_box.overlaps(ax.get_window_extent()) for ax in panels)
+
+
+def test_dice_boxplots_methods_groups_and_labels():
+    table = dice_table()
+    chosen = [FIVE_METHODS[3], FIVE_METHODS[0]]
+    figure = display.show_dice_boxplots(table, methods=chosen,
+                                        groups={"kidneys": (2, 3), "liver": [6]})
+    assert [ax.get_title() for ax in figure.axes] == ["kidneys", "liver"]
+    assert tick_names(figure.axes[0]) == ["right kidney", "left kidney"]
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == chosen
+    assert [boxes(ax) for ax in figure.axes] == [4, 2]
+    single = display.show_dice_boxplots(table, labels=(6, 1))  # one panel, no title
+    assert len(single.axes) == 1 and single.axes[0].get_title() == ""
+    assert tick_names(single.axes[0]) == ["liver", "spleen"]
+
+
+def test_dice_boxplots_absent_organ_and_other_label_sets():
+    table = dice_table(subjects=(4,))  # the gallbladder is absent: no box, no error
+    figure = display.show_dice_boxplots(table, groups={"g": (4, 7)})
+    assert boxes(figure.axes[0]) == len(FIVE_METHODS)
+    other = dice_table(methods=("a", "b"), label_names={1: "liver", 2: "tumour"})
+    figure = display.show_dice_boxplots(other)  # not BTCV: one panel of its labels
+    assert len(figure.axes) == 1 and tick_names(figure.axes[0]) == ["liver", "tumour"]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"groups": {"kidneys": (2, 14)}},
+     r"groups\['kidneys'\] holds 14, which is not a label of the table; expected label "
+     r"numbers of the table"),
+    ({"groups": {"kidneys": ()}}, r"groups\['kidneys'\] is empty; expected at least one"),
+    ({"groups": {}}, r"groups must be a non-empty dict of group name -> label numbers"),
+    ({"groups": {"x": (2, 2)}}, r"groups\['x'\] names a label twice"),
+    ({"labels": []}, r"labels is empty; expected at least one of the label numbers"),
+    ({"labels": (1,), "groups": {"x": (2,)}}, r"give groups .* or labels .*, not both"),
+    ({"methods": []}, r"methods must name at least one method of the table; expected some "
+                      r"of \['initial, not registered'"),
+    ({"methods": ["deeds"]}, r"unknown method 'deeds' in methods; expected some of"),
+    ({"methods": "PDD-Net, two warps"}, r"methods must be a sequence of method names"),
+])
+def test_dice_boxplots_reject_bad_input(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        display.show_dice_boxplots(dice_table(), **arguments)
+
+
+def test_dice_boxplots_reject_an_empty_table():
+    with pytest.raises(ValueError, match="the table holds no method; nothing to draw"):
+        display.show_dice_boxplots(DiceTable())
+
+
+# ------------------------------------------------------------------------- the pipeline
+STEP_NAMES = ("0 scans", "1 supervoxels", "2 teacher", "3 network", "4 Adam", "5 field")
+
+
+def pipeline_texts(figure) -> list[str]:
+    """Every text of the figure, line breaks and non-breaking spaces made plain spaces."""
+    return [" ".join(text.get_text().split()) for text in figure.findobj(Text)
+            if text.get_text().strip()]
+
+
+@pytest.mark.parametrize("preset", [None, "smoke"])
+def test_show_pipeline_draws_the_six_steps(preset):
+    figure = display.show_pipeline(None if preset is None else get_config(preset))
+    assert isinstance(figure, Figure)
+    texts = pipeline_texts(figure)
+    for name in STEP_NAMES:
+        assert name in texts
+    for notebook in range(6):
+        assert f"notebook {notebook:02d}" in texts
+    assert "once, offline (training)" in texts and "per new scan (registration)" in texts
+    assert np.allclose(figure.get_size_inches(), (12, 4))
+
+
+def test_show_pipeline_captions_carry_the_presets_numbers():
+    cfg = get_config("smoke")
+    layers, per_layer = cfg.supervoxels.n_layers, cfg.supervoxels.n_supervoxels - 1
+    everything = " ".join(pipeline_texts(display.show_pipeline(cfg)))
+    for part in (f"{layers} layers of {per_layer} supervoxels (+ background)",
+                 f"{layers * per_layer} keypoints ({layers} × {per_layer})",
+                 f"{cfg.adam.iterations} iterations", f"(k = {cfg.adam.k})",
+                 f"({cfg.training.iterations} training iterations)", "preset 'smoke'"):
+        assert part in everything
+    generic = " ".join(pipeline_texts(display.show_pipeline()))
+    assert "L layers of K supervoxels" in generic and "N = L × K keypoints" in generic
+    assert str(layers * per_layer) not in generic and "preset" not in generic
+
+
+@pytest.mark.parametrize("preset", [None, "smoke", "paper"])
+def test_show_pipeline_texts_neither_overlap_nor_leave_their_boxes(preset):
+    figure = display.show_pipeline(None if preset is None else get_config(preset))
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (ax,) = figure.axes
+    texts = [text for text in ax.texts if text.get_text().strip()]
+    extents = [text.get_window_extent(renderer) for text in texts]
+    for (a, box_a), (b, box_b) in itertools.combinations(zip(texts, extents), 2):
+        assert not box_a.overlaps(box_b), (a.get_text(), b.get_text())
+    whole = figure.bbox
+    for text, extent in zip(texts, extents):
+        assert whole.x0 <= extent.x0 and extent.x1 <= whole.x1, text.get_text()
+        assert whole.y0 <= extent.y0 and extent.y1 <= whole.y1, text.get_text()
+    steps = [patch for patch in ax.patches if isinstance(patch, FancyBboxPatch)]
+    assert len(steps) == len(STEP_NAMES)
+    for step in steps:
+        frame = step.get_window_extent(renderer)
+        inside = [extent for extent in extents
+                  if frame.contains(*extent.get_points().mean(axis=0))]
+        assert len(inside) == 3  # the step's name, its notebook and its caption
+        for extent in inside:
+            assert (frame.x0 < extent.x0 and extent.x1 < frame.x1
+                    and frame.y0 < extent.y0 and extent.y1 < frame.y1)
+
+
+def test_show_pipeline_into_an_axes_and_bad_cfg():
+    figure, ax = plt.subplots(figsize=(12, 4))
+    assert display.show_pipeline(ax=ax) is figure
+    assert not ax.axison
+    with pytest.raises(TypeError, match=r"cfg must be a slicreg_lite\.core\.config\.Config"):
+        display.show_pipeline("smoke")

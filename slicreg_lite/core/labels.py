@@ -29,6 +29,15 @@ LARGE_ORGANS = (1, 2, 3, 6)
 ALL_LABELS = tuple(range(1, NUM_LABELS + 1))
 #: The BTCV label set: label number -> organ name.
 BTCV_LABELS = dict(zip(ALL_LABELS, LABEL_NAMES))
+#: The organ groups of the Dice box plots (:func:`slicreg_lite.display.show_dice_boxplots`):
+#: group name -> BTCV label numbers. Every organ is in exactly one group; the first is
+#: the paper's avg(4).
+ORGAN_GROUPS = {
+    "the four large organs (avg(4))": LARGE_ORGANS,  # spleen, kidneys, liver
+    "other organs": (4, 7, 11),  # gallbladder, stomach, pancreas
+    "vessels and oesophagus": (5, 8, 9, 10),  # esophagus, aorta, IVC, portal/splenic vein
+    "adrenal glands": (12, 13),
+}
 #: The largest label value a label map may hold (label maps are stored as uint8).
 MAX_LABEL = 255
 

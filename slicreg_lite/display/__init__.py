@@ -1,8 +1,9 @@
 """Figures and sliders (every notebook): arrays in, figures out.
 
 - :mod:`~slicreg_lite.display.slices`: slices, organ outlines and their key, checkerboards;
-- :mod:`~slicreg_lite.display.figures`: the figures of each step (supervoxels, keypoints,
-  the tree, the keypoint graph, deformation grids, error maps, the table's box plots);
+- :mod:`~slicreg_lite.display.figures`: the overview of the pipeline and the figures of
+  each step (supervoxels, keypoints, the tree, the keypoint graph, deformation grids, error
+  maps, the table's box plots by organ group);
 - :mod:`~slicreg_lite.display.widgets`: the notebooks' sliders."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .figures import (
     show_keypoint_graph,
     show_keypoints,
     show_method_overlays,
+    show_pipeline,
     show_supervoxels,
     show_tree,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "show_keypoints",
     "show_method_overlays",
     "show_orthogonal",
+    "show_pipeline",
     "show_slice",
     "show_subjects",
     "show_supervoxels",

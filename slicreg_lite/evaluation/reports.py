@@ -67,9 +67,8 @@ def write_results(cfg: Config, data, evaluation: Evaluation, folder: Path,
         paths.append(path)
 
     if evaluation.dice.methods and template.labels is not None:
-        ax = show_dice_boxplots(evaluation.dice, title=f"Dice per organ ({cfg.name})")
-        ax.figure.tight_layout()
-        save(ax.figure, "dice_boxplots.png")
+        save(show_dice_boxplots(evaluation.dice, title=f"Dice per organ ({cfg.name})"),
+             "dice_boxplots.png")
         warped = {m: evaluation.warped[m][typical] for m in evaluation.dice.methods
                   if typical in evaluation.warped.get(m, {})}
         centre = np.argwhere(template.labels > 0).mean(0).round().astype(int)  # organs

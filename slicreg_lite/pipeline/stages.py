@@ -44,7 +44,7 @@ import numpy as np
 from ..alignment.pdd import PddNetwork, train_pdd
 from ..cohort.sources import DataSource, open_source
 from ..cohort.subject import Subject, subject_filename
-from ..core.config import Config, RunSettings
+from ..core.config import Config, RunSettings, get_config
 from ..core.dice_table import DiceTable
 from ..core.files import atomic_save_npz, atomic_write_json
 from ..core.metrics import score_registration, supervoxel_agreement
@@ -55,7 +55,7 @@ from ..network.training import SupervoxelDataset, load_checkpoint, save_checkpoi
 from ..supervoxels.layers import body_mask, slic_layers
 from ..teacher import register as teacher_register
 from .cache import UNREADABLE, per_subject, stage_dir
-from .weights import decided_by_sections, publish_weights, shipped_weights
+from .weights import decided_by_sections, publish_weights, shipped_weights, weights_dir
 
 #: Bump when reading scans into the cohort changes (the reader has its own version too).
 COHORT_VERSION = 1
@@ -569,6 +569,39 @@ def network(cfg: Config, data="phantom", backbone: str = "deeplab", head: str = 
     save_checkpoint(path, model.cpu(), preset=cfg.name, history=history)
     _, checkpoint = load_checkpoint(path, model)
     return model.eval(), checkpoint
+
+
+def untrained_networks(cfg: Config, data, networks, *,
+                       run: RunSettings | None = None) -> list[tuple[str, str]]:
+    """Of ``networks`` (``(backbone, head)`` pairs), those :func:`network` would train:
+    neither shipped weights nor a cached network exist for this preset and data."""
+    data, _ = _setup(cfg, data, run)
+    missing = []
+    for backbone, head in dict.fromkeys(networks):  # in order, each once
+        if shipped_weights(cfg, data, backbone, head) is None and \
+                not (network_dir(cfg, data, backbone, head) / "model.pt").exists():
+            missing.append((backbone, head))
+    return missing
+
+
+def expected_training_seconds(cfg: Config, backbone: str, head: str) -> float | None:
+    """A rough training time on 2 CPU cores: the shipped ``lite`` network's measured
+    seconds, scaled by this preset's iterations and voxels (None when nothing is shipped).
+    """
+    import torch
+
+    path = weights_dir() / "lite" / f"{backbone}_{head}.pt"
+    if not path.exists():
+        return None
+    seconds = torch.load(path, map_location="cpu", weights_only=False)["history"]["seconds"]
+    lite = get_config("lite")
+    if backbone == "pdd":
+        iterations = cfg.pdd.iterations / lite.pdd.iterations
+        voxels = np.prod(cfg.grid.shape) / np.prod(lite.grid.shape)
+    else:
+        iterations = cfg.training.iterations / lite.training.iterations
+        voxels = np.prod(cfg.network.input_shape) / np.prod(lite.network.input_shape)
+    return float(seconds * iterations * voxels)
 
 
 def publish_network(cfg: Config, data, backbone: str, head: str) -> Path:
