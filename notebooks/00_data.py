@@ -70,8 +70,8 @@ print(f"preset {cfg.name!r}: data {data.spec!r} on a grid of {cfg.grid.shape} vo
 
 # %% [markdown]
 # ## The agenda
-# About 90 minutes for all six notebooks with a warm cache (minutes measured on 2 CPU
-# cores; the ⏱ notes above slow cells say more):
+# The six notebooks fit a 90-minute session with a warm cache (running times measured
+# on 2 CPU cores; the ⏱ notes above slow cells say more):
 
 # %%
 display(Markdown(tutorial.agenda_markdown()))

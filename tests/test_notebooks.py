@@ -172,6 +172,8 @@ def test_agenda_is_current():
     assert f"{tutorial.AGENDA_BEGIN}\n{block}\n{tutorial.AGENDA_END}" in \
         (ROOT / "README.md").read_text(), "the README's agenda is stale: run make notebooks"
     assert "tutorial.agenda_markdown()" in SOURCES[0].read_text()
+    total = re.search(r"\*\*(\d+) min\*\* \|$", block.splitlines()[len(SOURCES) + 2])
+    assert total and int(total.group(1)) <= 90, "the tutorial no longer fits 90 minutes"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)

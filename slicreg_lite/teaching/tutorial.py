@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Where ``tools/time_notebooks.py`` writes the measured running times.
+#: The agenda's data: running times measured by ``tools/time_notebooks.py`` and the
+#: words and exercises counted by ``tools/sync_notebooks.py``, per notebook.
 TIMES_FILE = Path(__file__).with_name("notebook_times.json")
 #: A cell slower than this (seconds under ``lite`` on 2 CPU cores) says so above it.
 SLOW_CELL_SECONDS = 10.0
