@@ -57,6 +57,11 @@ def findings(evaluation: Evaluation) -> list[str]:
                 f"{(differences > 0).sum()} of {len(differences)}: {verdict} the spread (95% "
                 f"interval {mean - half_width:+.1f} to {mean + half_width:+.1f})")
 
+    def compared(a, b, what: str, *, b_note: str = "", tail: str = "") -> str:
+        """One finding: "what (a vs b): the paired difference", a and b rows' averages."""
+        return (f"{what} ({average[a]:.1f} vs {average[b]:.1f}{b_note}): "
+                f"{paired(a, b)}{tail}.")
+
     if both(SLIC_REG, TEACHER):
         lines.append(f"Slic-Reg (paper) reaches "
                      f"{100 * average[SLIC_REG] / average[TEACHER]:.0f}% of the teacher's "
@@ -91,28 +96,25 @@ def findings(evaluation: Evaluation) -> list[str]:
     for backbone, slic in (("3D DeepLab", SLIC_REG), ("3D UNet", UNET_SLIC)):
         regress = f"{backbone} + regression + RW"
         if both(slic, regress):
-            lines.append(f"{backbone}: supervoxel classification + the paper's Adam vs "
-                         f"regression + RW ({average[slic]:.1f} vs {average[regress]:.1f}): "
-                         f"{paired(slic, regress)}.")
+            lines.append(compared(slic, regress, f"{backbone}: supervoxel classification + "
+                                  "the paper's Adam vs regression + RW"))
     if both(SLIC_REG, UNET_SLIC):
         lines.append(f"DeepLab vs UNet (both Slic + the paper's Adam): "
                      f"{paired(SLIC_REG, UNET_SLIC)}.")
     if both(SLIC_REG, PDD_NET):
         paper = {m: PAPER_TABLE[m][4][0] for m in (SLIC_REG, PDD_NET)}
-        lines.append(f"Slic-Reg (paper) vs PDD-Net, two warps, the paper's comparator "
-                     f"(trained on the same scans, without labels) "
-                     f"({average[SLIC_REG]:.1f} vs {average[PDD_NET]:.1f}): "
-                     f"{paired(SLIC_REG, PDD_NET)}; the paper measured "
-                     f"{paper[SLIC_REG] - paper[PDD_NET]:+.1f} points on BCV "
-                     f"({paper[SLIC_REG]:.1f} vs {paper[PDD_NET]:.1f} avg(4)).")
+        lines.append(compared(
+            SLIC_REG, PDD_NET, "Slic-Reg (paper) vs PDD-Net, two warps, the paper's "
+            "comparator (trained on the same scans, without labels)",
+            tail=f"; the paper measured {paper[SLIC_REG] - paper[PDD_NET]:+.1f} points on "
+                 f"BCV ({paper[SLIC_REG]:.1f} vs {paper[PDD_NET]:.1f} avg(4))"))
     if both(PDD_NET, PDD_ONE_WARP):
-        lines.append(f"PDD-Net's second warp ({average[PDD_NET]:.1f} vs "
-                     f"{average[PDD_ONE_WARP]:.1f} with one): {paired(PDD_NET, PDD_ONE_WARP)}.")
+        lines.append(compared(PDD_NET, PDD_ONE_WARP, "PDD-Net's second warp",
+                              b_note=" with one"))
     if both(PDD_LABELS, PDD_NET):
-        lines.append(f"What the training scans' labels buy PDD-Net (the MICCAI paper trains "
-                     f"with them; Slic-Reg never sees a label) "
-                     f"({average[PDD_LABELS]:.1f} vs {average[PDD_NET]:.1f} without): "
-                     f"{paired(PDD_LABELS, PDD_NET)}.")
+        lines.append(compared(PDD_LABELS, PDD_NET, "What the training scans' labels buy "
+                              "PDD-Net (the MICCAI paper trains with them; Slic-Reg never "
+                              "sees a label)", b_note=" without"))
     names = {SLIC_REG: "the paper's alignment", CENTRE_FIT: "the centre fit"}
     truth_rows = [m for m in names if m in registered]
     if evaluation.has_truth and truth_rows and all(m in registered
