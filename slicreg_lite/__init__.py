@@ -28,19 +28,21 @@ The names a notebook or a script needs are here::
     cfg, data = sl.setup("lite", "phantom")
     slicreg = sl.load_method(cfg, data, "slicreg")
     result = slicreg.register(moving_image)
+    pair = slicreg.register(moving_image, fixed=other_image)  # neither the template
 """
 
+from .apps.learn2reg import write_submission
 from .apps.register import register_scans
 from .cohort.sources import open_source, setup
 from .core.config import get_config
 from .core.metrics import score_registration
 from .core.version import __version__
-from .evaluation import evaluate
+from .evaluation import evaluate, evaluate_pairs
 from .methods import METHODS, Registration, method_named
 from .pipeline import load_method, stages
 
 __all__ = [
-    "METHODS", "Registration", "__version__", "evaluate", "get_config", "load_method",
-    "method_named", "open_source", "register_scans", "score_registration", "setup",
-    "stages",
+    "METHODS", "Registration", "__version__", "evaluate", "evaluate_pairs", "get_config",
+    "load_method", "method_named", "open_source", "register_scans", "score_registration",
+    "setup", "stages", "write_submission",
 ]

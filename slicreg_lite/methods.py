@@ -26,6 +26,15 @@ the table :data:`METHODS`, so that a new method is one entry there.
 - :class:`Teacher`: deeds-lite on the two scans (:mod:`slicreg_lite.teacher`), with any
   fixed scan.
 
+Slic-Reg and the regression baseline also register a pair of which neither scan is the
+template, ``method.register(moving, fixed=other)``: their networks see one scan at a
+time and answer in the template's terms, so both scans can be related through it.
+Slic-Reg goes ``"direct"`` (the fixed scan's predicted supervoxels take the template's
+place in the alignment) or ``"composed"`` (fixed -> template -> moving, through the
+inverse of one field); the regression baseline composes. The paper registers to the
+template only: this is the toolkit's, and each alignment's route was chosen on pairs of
+validation subjects (``AdamConfig.pair_route``, ``benchmarks/bench_pairs.py``).
+
 Every result is a :class:`Registration`: the field on the fixed grid in the convention of
 :mod:`slicreg_lite.core.spatial` (fixed voxel ``x`` corresponds to moving voxel ``x + u(x)``),
 the warped moving image and labels, seconds per part, and warnings when a network met a
@@ -46,9 +55,9 @@ import torch
 from . import alignment
 from .alignment import regression
 from .core.checks import check_labels, check_volume
-from .core.config import Config
+from .core.config import PAIR_ROUTE_CHOICES, Config
 from .core.labels import MAX_LABEL
-from .core.spatial import warp_image, warp_labels
+from .core.spatial import compose, invert, warp_image, warp_labels
 from .network.domain import intensity_profile, unlike_training
 from .network.models import predict_displacement, predict_supervoxels
 from .supervoxels.layers import body_mask
@@ -123,6 +132,28 @@ def _moving(moving, labels, shape) -> tuple[np.ndarray, np.ndarray | None]:
     return image, labels
 
 
+def _fixed(fixed, shape) -> np.ndarray:
+    """The fixed image of a pair (a Subject or an array), checked against the grid."""
+    image = check_volume(getattr(fixed, "image", fixed), "fixed").astype(np.float32,
+                                                                        copy=False)
+    if image.shape != tuple(shape):
+        raise ValueError(f"fixed must be on the preset's grid {tuple(shape)} like the "
+                         f"template; got shape {image.shape} (bring it onto the grid first: "
+                         "slicreg_lite.cohort.preprocessing.to_grid)")
+    return image
+
+
+@dataclass
+class _Field:
+    """One field a network method computed, before the moving scan is warped with it."""
+
+    displacement: np.ndarray
+    inference: float
+    alignment: float
+    keypoint_displacement: np.ndarray | None = None
+    details: object = None
+
+
 def untrusted(image, training_profiles, trained_on: str) -> list[str]:
     """Why a network's result on ``image`` cannot be trusted: the scan is unlike the scans
     it was trained on (:mod:`slicreg_lite.network.domain`). Empty when it is like them, or
@@ -143,6 +174,9 @@ def untrusted(image, training_profiles, trained_on: str) -> list[str]:
     return [message]
 
 
+#: How Slic-Reg registers a pair of which neither scan is the template
+#: (:attr:`~slicreg_lite.core.config.AdamConfig.pair_route`).
+PAIR_ROUTES = PAIR_ROUTE_CHOICES
 #: The two alignments of Slic-Reg and the config section that holds each one's settings.
 ALIGNMENTS = {"paper": "adam", "centre-fit": "centre_fit"}
 
@@ -196,6 +230,56 @@ class _NetworkMethod:
 
     def _prepare(self):
         raise NotImplementedError
+
+    def _to_template(self, image, **options) -> _Field:
+        """The field from the template to ``image`` (on the template's grid)."""
+        raise NotImplementedError
+
+    def _pair(self, fixed_image, image, **options) -> _Field:
+        """The field from ``fixed_image`` to ``image``, neither of them the template."""
+        return self._composed(fixed_image, image, **options)
+
+    def _composed(self, fixed_image, image, **options) -> _Field:
+        """A pair through the template: fixed -> template -> moving.
+
+        Both scans are registered to the template (fields ``u_F`` and ``u_M`` on its
+        grid). A fixed voxel ``y`` lies at template voxel ``y + w(y)``, with ``w`` the
+        inverse of ``u_F`` (:func:`~slicreg_lite.core.spatial.invert`), and that voxel at
+        moving voxel ``y + w(y) + u_M(y + w(y))``:
+        :func:`~slicreg_lite.core.spatial.compose` of ``u_M`` after ``w``.
+        """
+        to_fixed = self._to_template(fixed_image, **options)
+        to_moving = self._to_template(image, **options)
+        start = time.perf_counter()
+        field = compose(to_moving.displacement, invert(to_fixed.displacement))
+        seconds = time.perf_counter() - start
+        return _Field(np.asarray(field, dtype=np.float32),
+                      to_fixed.inference + to_moving.inference,
+                      to_fixed.alignment + to_moving.alignment + seconds,
+                      details={"route": "composed", "fixed to template": to_fixed.details,
+                               "moving to template": to_moving.details})
+
+    def register(self, moving, *, labels=None, fixed=None, **options) -> Registration:
+        """Register a moving scan (a Subject or an image on the template's grid) to the
+        template, or to ``fixed`` (any other scan on that grid).
+
+        With ``fixed``, the result is the pair's field on the fixed scan's grid; both
+        scans go through the network, and either one unlike the training scans gets a
+        warning. ``options`` are the method's own (Slic-Reg: ``route`` and Adam
+        settings).
+        """
+        image, labels = _moving(moving, labels, self.shape)
+        reasons = self.check_scan(image)
+        if fixed is None:
+            result = self._to_template(image, **options)
+        else:
+            fixed_image = _fixed(fixed, self.shape)
+            reasons += [f"the fixed scan: {r}" for r in self.check_scan(fixed_image)]
+            result = self._pair(fixed_image, image, **options)
+        timings = {"inference": result.inference, "alignment": result.alignment,
+                   "total": result.inference + result.alignment}
+        return _finish(result.displacement, image, labels, timings,
+                       result.keypoint_displacement, result.details, reasons)
 
 
 class SlicReg(_NetworkMethod):
@@ -301,23 +385,46 @@ class SlicReg(_NetworkMethod):
             moving = alignment.moving_scan(moving.layers, template, adam)
         return alignment.register(template, moving, adam, output_shape=self.shape)
 
-    def register(self, moving, *, labels=None, **overrides) -> Registration:
-        """Register a moving scan (a Subject or an image on the template's grid).
-
-        ``overrides`` replace the alignment's settings for this registration.
-        """
-        image, labels = _moving(moving, labels, self.shape)
-        untrusted = self.check_scan(image)
+    def _to_template(self, image, **overrides) -> _Field:
+        """The paper's registration: ``image``'s predicted supervoxels aligned with the
+        template's. ``overrides`` replace the alignment's settings."""
         start = time.perf_counter()
         predicted = self.predict(image)
         inference = time.perf_counter() - start
         start = time.perf_counter()
         result = self.align(self.moving_scan(predicted, **overrides), **overrides)
-        alignment = time.perf_counter() - start
-        timings = {"inference": inference, "alignment": alignment,
-                   "total": inference + alignment}
-        return _finish(result.displacement, image, labels, timings,
-                       result.keypoint_displacement, result, untrusted)
+        return _Field(result.displacement, inference, time.perf_counter() - start,
+                      result.keypoint_displacement, result)
+
+    def _pair(self, fixed_image, image, *, route: str | None = None, **overrides) -> _Field:
+        """A pair by ``route`` (default: the alignment's ``pair_route``, chosen on pairs
+        of validation subjects): ``"direct"`` (:meth:`_direct`) or ``"composed"``
+        (through the template)."""
+        route = alignment.with_overrides(self.adam, overrides).pair_route if route is None \
+            else route
+        if route not in PAIR_ROUTES:
+            raise ValueError(f"route must be one of {list(PAIR_ROUTES)}; got {route!r}")
+        if route == "composed":
+            return self._composed(fixed_image, image, **overrides)
+        return self._direct(fixed_image, image, **overrides)
+
+    def _direct(self, fixed_image, image, **overrides) -> _Field:
+        """A pair registered directly: the fixed scan's *predicted* supervoxels take the
+        template's place. Their centres are the keypoints (a label the prediction lacks
+        keeps the template's centre, and no partner), their features are matched with
+        the moving scan's by the same alignment: both carry the template's labels, so
+        label ``k`` of layer ``l`` marks the same anatomy in both."""
+        adam = alignment.with_overrides(self.adam, overrides)
+        start = time.perf_counter()
+        fixed_layers, moving_layers = self.predict(fixed_image), self.predict(image)
+        inference = time.perf_counter() - start
+        start = time.perf_counter()
+        fixed = alignment.prepare_template(fixed_layers, adam,
+                                           fallback_centres=self.template_for(adam).centres)
+        moving = alignment.moving_scan(moving_layers, fixed, adam)
+        result = alignment.register(fixed, moving, adam, output_shape=self.shape)
+        return _Field(result.displacement, inference, time.perf_counter() - start,
+                      result.keypoint_displacement, result)
 
 
 class RegressionBaseline(_NetworkMethod):
@@ -333,10 +440,9 @@ class RegressionBaseline(_NetworkMethod):
 
         return alignment.prepare_template(self.layers, self.cfg.adam)
 
-    def register(self, moving, *, labels=None) -> Registration:
-        """Register a moving scan (a Subject or an image on the template's grid)."""
-        image, labels = _moving(moving, labels, self.shape)
-        untrusted = self.check_scan(image)
+    def _to_template(self, image) -> _Field:
+        """The regressed field of ``image``, smoothed on the keypoint graph. A pair goes
+        through the template (:meth:`_composed`): the network answers for one scan."""
         start = time.perf_counter()
         predicted = predict_displacement(self.model, image, self.cfg.network.input_shape,
                                          intensity_scale=self.cfg.training.intensity_scale)
@@ -345,11 +451,8 @@ class RegressionBaseline(_NetworkMethod):
         # the network had targets only inside the body: its field is read there alone
         result = regression.register(self.template, predicted, self.cfg,
                                      mask=body_mask(image), output_shape=self.shape)
-        alignment = time.perf_counter() - start
-        timings = {"inference": inference, "alignment": alignment,
-                   "total": inference + alignment}
-        return _finish(result.displacement, image, labels, timings,
-                       result.keypoint_displacement, result, untrusted)
+        return _Field(result.displacement, inference, time.perf_counter() - start,
+                      result.keypoint_displacement, result)
 
 
 class PddNet:
@@ -572,8 +675,17 @@ class Method:
 
     @property
     def any_fixed_scan(self) -> bool:
-        """Whether it registers any pair of scans (else: to the template of its data)."""
+        """Whether it needs a fixed scan of the caller's (the teacher: no template)."""
         return self.registration is Teacher
+
+    @property
+    def any_pair(self) -> bool:
+        """Whether it registers any pair of scans: the teacher, and the networks that see
+        one scan at a time (Slic-Reg, the regression baseline), through their
+        template's labels. PDD-Net compares two scans and was trained with the template
+        as the fixed one: it registers to the template only."""
+        return self.registration is Teacher or (self.registration is not None and issubclass(
+            self.registration, _NetworkMethod))
 
     @property
     def network(self) -> tuple[str, str] | None:

@@ -67,6 +67,7 @@ def test_train_all_trains_the_networks_the_table_needs():
     assert [m.name for m in methods.METHODS if m.trained_with_labels] == ["pdd-labels"]
     assert methods.method_named("teacher").any_fixed_scan
     assert not methods.method_named("slicreg").any_fixed_scan
+    assert methods.method_named("slicreg").any_pair and not methods.method_named("pdd").any_pair
 
 
 def test_the_public_face_names_what_a_notebook_needs():

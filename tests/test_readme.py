@@ -30,7 +30,8 @@ def test_the_stored_run_is_a_lite_run_with_both_slicreg_rows(tool):
         assert content["methods"][row]["dice"]["avg(4)"][0] > 0
 
 
-@pytest.mark.parametrize("name", ["results", "alignments", "training"])
+@pytest.mark.parametrize("name", ["results", "alignments", "training", "pairs",
+                                  "learn2reg"])
 def test_the_readme_says_what_the_stored_run_and_the_code_say(tool, name):
     content = json.loads(tool.STORED.read_text())
     match = tool.marked(name).search(tool.README.read_text())

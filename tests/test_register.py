@@ -119,6 +119,27 @@ def test_the_command_line_registers_and_reports(scans, tmp_path, capsys):
     assert code == 0 and "avg(4) Dice" in printed and "report.json" in printed
 
 
+@pytest.mark.parametrize("method", ["slicreg", "regression"])
+def test_a_pair_of_files_neither_of_them_the_template(lite_scans, tmp_path, method):
+    # subject 1 (stored as a scanner would) onto subject 4; the template is #38
+    import json
+
+    folder, _ = lite_scans
+    other = stages.cohort(LITE, "phantom", (4,), run=QUIET)[4]
+    save_nifti(tmp_path / "fixed.nii.gz", other.image, other.affine)
+    save_nifti(tmp_path / "fixed_labels.nii.gz", other.labels, other.affine)
+    out = tmp_path / "out"
+    code = main(["register", str(folder / "moving.nii.gz"), "--method", method,
+                 "--fixed", str(tmp_path / "fixed.nii.gz"), "--labels",
+                 str(folder / "moving_labels.nii.gz"), "--fixed-labels",
+                 str(tmp_path / "fixed_labels.nii.gz"), "--out", str(out), "--quiet"])
+    report = json.loads((out / "report.json").read_text())
+    assert code == 0 and report["fixed"] == str(tmp_path / "fixed.nii.gz")
+    assert report["data"] == "phantom" and report["method"] == method
+    before = _avg4_before(folder, other)
+    assert report["avg(4)"] > before + 0.1, (before, report["avg(4)"])
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["missing.nii.gz"], "expected an existing NIfTI file"),
     (["not_nifti.nii.gz"], "is not a readable NIfTI file"),
@@ -127,7 +148,9 @@ def test_the_command_line_registers_and_reports(scans, tmp_path, capsys):
     (["moving.nii.gz", "--labels", "small_labels.nii.gz"], "must have the image's shape "
                                                            "(40, 36, 27); got (4, 4, 4)"),
     (["moving.nii.gz", "--method", "teacher"], "the teacher registers a pair of scans"),
-    (["moving.nii.gz", "--fixed", "moving.nii.gz"], "needs --method teacher"),
+    (["moving.nii.gz", "--method", "pdd", "--fixed", "moving.nii.gz"],
+     "a fixed scan of your own needs one of ['teacher', 'regression', 'slicreg', "
+     "'slicreg-fit']"),
     (["moving.nii.gz", "--data", "bcv:{folder}"], "root: expected a folder img/"),
 ])
 def test_bad_input_is_named_and_nothing_is_written(scans, tmp_path, capsys, arguments,

@@ -148,3 +148,90 @@ def test_a_scan_unlike_the_training_scans_is_flagged_and_a_phantom_scan_is_not(m
         result = slicreg.register(real_like)
     assert len(result.warnings) == 1 and "train --data folder:" in result.warnings[0]
     assert slicreg.register(scans[4]).warnings == []
+
+
+# ------------------------------------------------------- a pair without the template
+@pytest.fixture(scope="module")
+def pair():
+    """Two test subjects of smoke, neither of them the template (38), and the true
+    correspondence between them."""
+    from slicreg_lite.cohort.phantom import ground_truth
+
+    scans = stages.cohort(SMOKE, "phantom", (1, 4, 38), run=QUIET)
+    return scans[1], scans[4], ground_truth(1, 4, SMOKE.phantom, SMOKE.grid)
+
+
+def exact_network(method):
+    """Slic-Reg whose network predicts every scan's supervoxels exactly: the template's
+    layers carried onto the scan by the phantom's true correspondence. Smoke's networks
+    train for seconds and know little; with exact predictions the test measures what the
+    pair routes do with what a network predicts."""
+    from slicreg_lite.cohort.phantom import ground_truth
+    from slicreg_lite.core.spatial import warp_labels
+
+    layers = stages.template_supervoxels(SMOKE, "phantom", run=QUIET).layers
+    known = {}
+    for i, scan in stages.cohort(SMOKE, "phantom", (1, 4, 38), run=QUIET).items():
+        to_template = ground_truth(i, 38, SMOKE.phantom, SMOKE.grid).displacement
+        known[scan.image.tobytes()] = np.stack([warp_labels(layer, to_template)
+                                                for layer in layers])
+    method.predict = lambda image: known[np.asarray(image, np.float32).tobytes()]
+    method._templates.clear()  # prepared again with the exact predictions
+    method._template_prediction = None
+    return method
+
+
+def _pair_scores(fixed, registered_labels, field, truth):
+    from slicreg_lite.core.metrics import target_registration_error
+
+    dice = np.nanmean(dice_per_label(registered_labels, fixed.labels))
+    tre = target_registration_error(field, truth.fixed_points, truth.moving_points,
+                                    spacing=[SMOKE.grid.spacing_mm] * 3)
+    return dice, float(np.mean(tre))
+
+
+@pytest.mark.parametrize("name", ["slicreg", "slicreg-fit"])
+@pytest.mark.parametrize("route", ["direct", "composed"])
+def test_slicreg_registers_a_pair_without_the_template(pair, name, route):
+    fixed, moving, truth = pair
+    method = exact_network(load_method(SMOKE, "phantom", name, run=QUIET))
+    before = _pair_scores(fixed, moving.labels, np.zeros((3, *SMOKE.grid.shape)), truth)
+    result = method.register(moving, fixed=fixed, route=route)
+    after = _pair_scores(fixed, result.warped_labels, result.displacement, truth)
+    assert result.displacement.shape == (3, *SMOKE.grid.shape)
+    assert after[0] > before[0] + 0.05, (before, after)  # Dice up by more than 5 points
+    assert after[1] < before[1] - 2.0, (before, after)  # landmarks 2 mm closer at least
+    assert result.details is not None
+
+
+def test_a_pair_takes_the_alignments_chosen_route(methods, pair, monkeypatch):
+    fixed, moving, _ = pair
+    slicreg = methods["slicreg"]
+    taken = []
+    for route in ("direct", "composed"):
+        monkeypatch.setattr(slicreg, f"_{route}",
+                            lambda *a, route=route, **k: taken.append(route) or
+                            SlicReg._composed(slicreg, *a, **k))
+    slicreg.register(moving, fixed=fixed)
+    assert taken == [SMOKE.adam.pair_route]
+    with pytest.raises(ValueError, match="route must be one of"):
+        slicreg.register(moving, fixed=fixed, route="sideways")
+
+
+def test_the_composed_route_to_the_template_is_the_scans_own_field(methods, pair):
+    # fixed = the template: its own registration is about the identity, so the pair's
+    # field is close to the moving scan's registration to the template
+    _, moving, _ = pair
+    template = methods["subjects"][38]
+    regression = methods["regression"]
+    own = regression.register(moving).displacement
+    through = regression.register(moving, fixed=template).displacement
+    itself = regression.register(template).displacement
+    body = template.image > -400
+    assert np.abs(through - own)[:, body].mean() <= np.abs(itself)[:, body].mean() + 0.1
+
+
+def test_a_fixed_scan_on_another_grid_is_refused(methods, pair):
+    _, moving, _ = pair
+    with pytest.raises(ValueError, match="fixed must be on the preset's grid"):
+        methods["slicreg"].register(moving, fixed=np.zeros((8, 8, 8), np.float32))

@@ -83,6 +83,11 @@ class Template:
         The :data:`TEMPLATE_FIELDS` it was computed with.
     centre_fit : CentreFit or None
         The template's side of :func:`fit_centres` (when ``cfg.adam.centre_fit_step`` > 0).
+    absent : numpy.ndarray of bool, shape (L * K,), or None
+        For a scan's *predicted* layers standing in for the template (the fixed scan of
+        a pair, :func:`prepare_template` with ``fallback_centres``): the supervoxels
+        they lack. Their keypoints sit at the fallback centres, and their centres in the
+        moving scan are not used (:func:`moving_scan`): they have no partner.
     """
 
     keypoints: np.ndarray
@@ -92,6 +97,7 @@ class Template:
     feature_shape: tuple
     settings: dict = field(default_factory=dict)
     centre_fit: "CentreFit | None" = field(default=None, repr=False)
+    absent: np.ndarray | None = field(default=None, repr=False)
     _table: torch.Tensor | None = field(default=None, repr=False)
 
     def keypoint_features(self) -> torch.Tensor:
@@ -106,7 +112,7 @@ class Template:
         return np.asarray(points) * _grid_ratio(self.shape, self.feature_shape)
 
 
-def prepare_template(layers, cfg, *, feature_layers=None) -> Template:
+def prepare_template(layers, cfg, *, feature_layers=None, fallback_centres=None) -> Template:
     """Keypoints and features of the template's supervoxel layers.
 
     Parameters
@@ -121,6 +127,11 @@ def prepare_template(layers, cfg, *, feature_layers=None) -> Template:
         is ``"network"`` (:class:`~slicreg_lite.methods.SlicReg` passes it). Both
         scans are then seen through the same network, so its systematic errors can
         cancel.
+    fallback_centres : array_like, shape (L * K, 3), optional
+        When ``layers`` are a network's prediction (the fixed scan of a pair, registered
+        directly): a label may be missing there. Its keypoint then sits at its fallback
+        centre (the template's own, :attr:`Template.centres`) and takes no part in the
+        centre fit (:attr:`Template.absent`). Without it, every label must be present.
 
     Returns
     -------
@@ -128,7 +139,17 @@ def prepare_template(layers, cfg, *, feature_layers=None) -> Template:
     """
     adam = config_section(cfg, AdamConfig)
     layers = np.asarray(layers)
-    centres = supervoxel_centres(layers).reshape(-1, 3)
+    absent = None
+    if fallback_centres is None:
+        centres = supervoxel_centres(layers).reshape(-1, 3)
+    else:
+        fallback = np.asarray(fallback_centres, dtype=np.float64)
+        if layers.ndim != 4 or fallback.ndim != 2 or len(fallback) % max(len(layers), 1):
+            raise ValueError(f"fallback_centres must have shape (L * K, 3) for layers of "
+                             f"shape (L, D, H, W); got {fallback.shape} and {layers.shape}")
+        centres = label_centres(layers, len(fallback) // len(layers)).reshape(-1, 3)
+        absent = np.isnan(centres[:, 0])
+        centres[absent] = fallback[absent]
     if adam.keypoints == "centres":
         keypoints = centres
     else:
@@ -146,7 +167,7 @@ def prepare_template(layers, cfg, *, feature_layers=None) -> Template:
         fit = prepare_centre_fit(layers, centres, adam.centre_fit_step,
                                  adam.centre_fit_smoothing)
     return Template(keypoints, centres, features, tuple(layers.shape[1:]), grid,
-                    settings_of(adam, TEMPLATE_FIELDS), fit)
+                    settings_of(adam, TEMPLATE_FIELDS), fit, absent)
 
 
 def moving_features(layers, template: Template, cfg) -> torch.Tensor:
@@ -214,6 +235,8 @@ def moving_scan(layers, template: Template, cfg) -> MovingScan:
     # a supervoxel cut by the scan's edge shows only its inner part: that centre lies too
     # far inside, and the fit would squeeze the motion there (and fold it)
     centres[cut_by_the_edge(layers, per_layer)] = np.nan
+    if template.absent is not None:  # supervoxels the fixed scan lacks have no partner
+        centres[template.absent.reshape(centres.shape[:2])] = np.nan
     fit = template.centre_fit
     settings = settings_of(adam, MOVING_FIELDS)
     if fit is None:

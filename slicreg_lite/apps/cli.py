@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,18 @@ from .. import evaluation as evaluation_module
 from ..cohort.layouts import LAYOUTS, export_cohort
 from ..cohort.sources import open_source
 from ..core.config import PRESET_NAMES, RunSettings, get_config, is_real_ct
-from ..core.files import check_writable
-from ..methods import METHODS, REGISTER_NAMES, method_named, networks_needed
+from ..core.files import atomic_write_json, atomic_write_text, check_writable
+from ..methods import (
+    METHODS,
+    REGISTER_NAMES,
+    UntrustedResultWarning,
+    method_named,
+    networks_needed,
+)
 from ..pipeline import stages
 from ..pipeline.cache import cache_root
 from ..supervoxels.layers import encoding_resolution
+from .learn2reg import UPLOAD_URL, write_submission
 from .register import register_scans
 
 
@@ -92,6 +100,8 @@ def _run(args, cfg, data, run) -> int:
     print(f"[3] networks: DeepLab and UNet, each with the supervoxel and the regression head, "
           f"and PDD-Net (shipped weights or trained) [{time.perf_counter() - t:.1f} s]")
 
+    if args.pairs is not None:
+        return _run_pairs(args, cfg, data, run, out, start)
     t = time.perf_counter()
     evaluation = evaluation_module.evaluate(cfg, data, run=run)
     print(f"[4-5] every method on the {len(evaluation.subject_ids)} test subjects "
@@ -112,6 +122,84 @@ def _run(args, cfg, data, run) -> int:
     print(f"\nwritten: {', '.join(str(p) for p in shown)}"
           + (f", and {fields} displacement fields in {out / 'fields'}" if fields else ""))
     print(f"total {total:.1f} s")
+    return 0
+
+
+def _run_pairs(args, cfg, data, run, out: Path, start: float) -> int:
+    """Steps 4-5 of ``run --pairs``: pairs among the test scans instead of the template."""
+    t = time.perf_counter()
+    try:
+        evaluation = evaluation_module.evaluate_pairs(cfg, data, args.pairs, run=run)
+    except ValueError as error:  # a pair of scans that are not test scans
+        print(f"error: --pairs: {error}", file=sys.stderr)
+        return 2
+    print(f"[4-5] {len(evaluation.subject_ids)} pairs among the test subjects, neither "
+          f"scan the template [{time.perf_counter() - t:.1f} s]\n")
+    print("Dice (%) of the moving scan's labels warped onto the fixed scan's, mean +- std "
+          "over all pair-organ scores; HD95 (mm) over the organs of the summary column; "
+          "std(log J) and % J<=0 inside the fixed scan's body; seconds per pair (both "
+          "scans' inference, then everything else):\n")
+    print(evaluation.to_markdown())
+    total = time.perf_counter() - start
+    out.mkdir(parents=True, exist_ok=True)
+    table = atomic_write_text(out / "pairs.md", evaluation.to_markdown() + "\n")
+    results = atomic_write_json(out / "pairs.json", evaluation.to_json(
+        cfg, data, protocol="pairs among the test subjects", total_seconds=total))
+    print(f"\nwritten: {table}, {results}\ntotal {total:.1f} s")
+    return 0
+
+
+def _pair_list(text: str):
+    """``--pairs``: ``all``, or ``FIXED:MOVING`` pairs separated by commas."""
+    if text == "all":
+        return text
+    pairs = []
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) != 2 or not all(parts):
+            raise argparse.ArgumentTypeError(f"expected 'all' or FIXED:MOVING pairs "
+                                             f"separated by commas, e.g. 1:4,1:7; got {text!r}")
+        pairs.append(tuple(int(p) if p.isdigit() else p for p in parts))
+    return pairs
+
+
+def _learn2reg(args, cfg, data, run) -> int:
+
+    if method_named(args.method).any_fixed_scan:  # the teacher on the task's scans: real CT
+        cfg = get_config(args.preset, real_ct=_real_ct(args, True))
+
+    def progress(index, total, name, scores):
+        dice = "-" if scores["dice"] is None else f"{100 * scores['dice']:.1f}%"
+        hd95 = "-" if scores["hd95_mm"] is None else f"{scores['hd95_mm']:.1f} mm"
+        flag = "" if scores["reliable"] else f" UNRELIABLE: {'; '.join(scores['warnings'])}"
+        print(f"[{index + 1}/{total}] {name}: Dice {dice}, HD95 {hd95}, std(log J) "
+              f"{scores['std_log_jacobian']:.3f}, {scores['seconds']:.1f} s{flag}", flush=True)
+
+    try:
+        with warnings.catch_warnings():  # each pair's line says why, and scores.json
+            warnings.simplefilter("ignore", UntrustedResultWarning)
+            submission = write_submission(args.task, args.out, method=args.method,
+                                          pairs=args.pairs, cfg=cfg, data=data, run=run,
+                                          zip_file=args.zip, progress=progress)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    means = submission.means()
+    scored = sum(s["dice"] is not None for s in submission.scores.values())
+    summary = (f"mean Dice {100 * means['dice']:.1f}%, HD95 {means['hd95_mm']:.1f} mm "
+               f"({scored} pairs with labels), " if scored else "no labels to score, ")
+    print(f"{len(submission.fields)} fields ({submission.fields[0].name}, ...) in "
+          f"{submission.folder}: {summary}std(log J) {means['std_log_jacobian']:.3f}, "
+          f"{means['seconds']:.1f} s a pair (method {args.method}, preset {cfg.name!r})")
+    unreliable = [n for n, s in submission.scores.items() if not s["reliable"]]
+    if unreliable:
+        print(f"WARNING: {len(unreliable)} field(s) cannot be trusted (the reasons are in "
+              f"scores.json): {', '.join(unreliable)}", file=sys.stderr)
+    if scored:
+        print("The challenge's evaluation computes the same Dice; its HD95 is in voxels, and "
+              "its SDlogJ is of J + 3 over the whole grid.")
+    upload = submission.zip_file or f"a zip of the disp_*.nii.gz files in {submission.folder}"
+    print(f"Upload {upload} on the task's submission page at {UPLOAD_URL}")
     return 0
 
 
@@ -235,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", type=Path,
                      help="folder for table.md, results.json, the figures and the Slic-Reg "
                           "fields; they go into OUT/<preset>/ (default: results/<preset>/)")
+    run.add_argument("--pairs", default=None, type=_pair_list, metavar="all|F:M,...",
+                     help="instead of the paper's protocol (every test scan to the "
+                          "template): pairs among the test scans, neither the template: "
+                          "'all' (each pair once, the earlier scan fixed) or FIXED:MOVING "
+                          "pairs such as 1:4,1:7. Writes OUT/<preset>/pairs.md and "
+                          "pairs.json")
     run.set_defaults(handler=_run)
 
     train = commands.add_parser(
@@ -256,10 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     register = commands.add_parser(
         "register", parents=[common],
-        help="register a NIfTI scan (to the template, or to --fixed with the teacher)",
-        description="Register MOVING with Slic-Reg (to the template of --data, with its "
-                    "trained network), the regression baseline, or the deeds-lite teacher "
-                    "(to --fixed, any pair of CT scans). Scans of any orientation, voxel size "
+        help="register a NIfTI scan (to the template, or to --fixed)",
+        description="Register MOVING with Slic-Reg or the regression baseline (to the "
+                    "template of --data with its trained network, or to --fixed), PDD-Net (to "
+                    "the template), or the deeds-lite teacher (to --fixed, any pair of CT "
+                    "scans). Scans of any orientation, voxel size "
                     "and size are brought onto the preset's grid, registered there, and the "
                     "results brought back onto the fixed scan's own grid: warped.nii.gz, "
                     "warped_labels.nii.gz, displacement_itk.nii.gz (SimpleITK / ANTs / Slicer "
@@ -275,7 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="; ".join(f"{m.name}: {m.summary}" for m in METHODS
                                          if m.on_new_scans))
     register.add_argument("--fixed", type=Path, default=None,
-                          help="the fixed scan (needed by --method teacher)")
+                          help="the fixed scan: needed by --method teacher; Slic-Reg and the "
+                               "regression baseline register to it through the template's "
+                               "labels (without it: to the template)")
     register.add_argument("--labels", type=Path, default=None,
                           help="the moving scan's label map (warped and scored)")
     register.add_argument("--fixed-labels", type=Path, default=None,
@@ -292,6 +389,31 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("dest", type=Path, help="destination folder")
     export.add_argument("--layout", default="bcv", choices=LAYOUTS)
     export.set_defaults(handler=_export)
+
+    learn2reg = commands.add_parser(
+        "learn2reg", parents=[common],
+        help="register every pair of a Learn2Reg task and write a submission",
+        description="Register every pair that a Learn2Reg task's dataset.json lists "
+                    "(registration_val or registration_test) and write one displacement "
+                    "field per pair under the challenge's name, "
+                    "disp_<fixed id>_<modality>_<moving id>_<modality>.nii.gz, in its format "
+                    "(shape tensorImageShape + (3,), voxels of the stored files, fixed voxel "
+                    "+ disp = moving voxel), with scores.json (Dice, HD95 in mm, std(log J) "
+                    "where the task has labels).",
+        epilog="examples: python -m slicreg_lite export task --layout learn2reg; "
+               "python -m slicreg_lite learn2reg task --out submission --zip")
+    learn2reg.add_argument("task", type=Path, help="the task folder (with dataset.json)")
+    learn2reg.add_argument("--out", required=True, type=Path,
+                           help="the submission folder (the fields lie flat in it)")
+    learn2reg.add_argument("--method", default="slicreg",
+                           choices=[n for n in REGISTER_NAMES if method_named(n).any_pair],
+                           help="a method of any pair (default: Slic-Reg as in the paper, "
+                                "by its chosen pair route)")
+    learn2reg.add_argument("--pairs", default="val", choices=("val", "test"),
+                           help="registration_val (default) or registration_test")
+    learn2reg.add_argument("--zip", action="store_true",
+                           help="also write OUT.zip with the fields alone, to upload")
+    learn2reg.set_defaults(handler=_learn2reg)
     return parser
 
 

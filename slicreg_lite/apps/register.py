@@ -5,9 +5,10 @@
 1. read the moving scan (and the fixed one for the teacher) in any orientation, voxel
    size and field of view, with optional label maps;
 2. bring each onto the preset's grid (:func:`slicreg_lite.cohort.preprocessing.to_grid`) and
-   register there with :class:`~slicreg_lite.methods.SlicReg` (to the template of
-   the data source; the paper's alignment, or this toolkit's centre fit),
-   :class:`~slicreg_lite.methods.RegressionBaseline` or
+   register there with :class:`~slicreg_lite.methods.SlicReg` (the paper's alignment, or
+   this toolkit's centre fit), :class:`~slicreg_lite.methods.RegressionBaseline` or
+   :class:`~slicreg_lite.methods.PddNet` (to the template of the data source, or, but for
+   PDD-Net, to any fixed scan through the template's labels), or
    :class:`~slicreg_lite.methods.Teacher` (to any fixed scan);
 3. bring the result back onto the fixed scan's own grid, as stored in its file, and write:
 
@@ -140,7 +141,7 @@ def _label_array(labels, affine, name):
 def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
                    method: str = "slicreg", out: PathLike | None = None,
                    cfg: Config | None = None, data="phantom",
-                   run: RunSettings | None = None) -> ScanRegistration:
+                   run: RunSettings | None = None, registration=None) -> ScanRegistration:
     """Register a moving scan to a fixed one and bring the result onto the fixed grid.
 
     Parameters
@@ -148,8 +149,10 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
     moving : str, os.PathLike, (array, affine) or Subject
         The scan to register: any orientation, voxel size and size.
     fixed : same kinds, optional
-        The fixed scan, for ``method="teacher"`` (required there). Slic-Reg and the
-        regression baseline register to the template of ``data``.
+        The fixed scan: required by ``method="teacher"``. Slic-Reg and the regression
+        baseline register to it when given (any pair, :meth:`~slicreg_lite.methods.
+        SlicReg.register`), else to the template of ``data``; PDD-Net to the template
+        only.
     labels, fixed_labels : path or array, optional
         Label maps of the moving and the fixed scan (for the warped labels and the scores;
         the template's own labels serve as fixed labels when the data has them).
@@ -164,6 +167,10 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
     data : str or DataSource
         The cohort whose template and networks Slic-Reg uses (``"phantom"``).
     run : RunSettings, optional
+    registration : optional
+        The method already built for ``cfg`` and ``data`` (:func:`~slicreg_lite.pipeline.
+        load.load_method`), to reuse over many pairs (the ``learn2reg`` command); built
+        here when None. The teacher is always built for the fixed scan.
 
     Returns
     -------
@@ -181,9 +188,10 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
     if chosen.any_fixed_scan and fixed is None:
         raise ValueError(f"fixed: the {method} registers a pair of scans: give the fixed scan "
                          "too (--fixed FIXED.nii.gz)")
-    if not chosen.any_fixed_scan and fixed is not None:
+    if not chosen.any_pair and fixed is not None:
+        pair_methods = [name for name in REGISTER_NAMES if method_named(name).any_pair]
         raise ValueError(f"fixed: {method} registers to the template of its data source "
-                         f"(--data); a fixed scan of your own needs --method teacher")
+                         f"(--data); a fixed scan of your own needs one of {pair_methods}")
     if cfg is None:  # a method for any pair registers the caller's own scans: real CT
         cfg = get_config(real_ct=chosen.any_fixed_scan or is_real_ct(data))
     run = RunSettings(progress=False) if run is None else run
@@ -192,21 +200,23 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
     if out is not None:
         check_writable(out)  # now, not after minutes of computing
     try:
-        return _register(moving, fixed, labels, fixed_labels, chosen, out, cfg, data, run)
+        return _register(moving, fixed, labels, fixed_labels, chosen, out, cfg, data, run,
+                         registration)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave nothing behind for a failed call
         raise
 
 
-def _register(moving, fixed, labels, fixed_labels, method, out, cfg, data, run):
+def _register(moving, fixed, labels, fixed_labels, method, out, cfg, data, run,
+              registration=None):
     """The body of :func:`register_scans` (arguments checked)."""
     timings = {}
     start = time.perf_counter()
     moving_scan = read_scan(moving, labels, name="moving")
     source = open_source(data, cfg)
     label_names = source.label_names  # the labels are named after the data source
-    if method.any_fixed_scan:
+    if fixed is not None:
         fixed_scan = read_scan(fixed, fixed_labels, name="fixed")
     else:
         template_id = source.split.template_id
@@ -219,10 +229,11 @@ def _register(moving, fixed, labels, fixed_labels, method, out, cfg, data, run):
     start = time.perf_counter()
     if method.any_fixed_scan:  # built for the caller's fixed scan
         registration = method.registration(fixed_grid.image, cfg, **method.options)
-    else:  # built for the template of the data, with its trained network
+    elif registration is None:  # built for the template of the data, with its network
         registration = load_method(cfg, source, method, allow_training=False, run=run)
     timings["loading the method"] = time.perf_counter() - start
-    result = registration.register(moving_grid.image)
+    pair = {} if fixed is None or method.any_fixed_scan else {"fixed": fixed_grid.image}
+    result = registration.register(moving_grid.image, **pair)
     timings["inference"] = result.timings["inference"]
     timings["alignment"] = result.timings["alignment"]
 

@@ -22,6 +22,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Optional, Union
 
@@ -323,6 +324,11 @@ def learn2reg_subject_id(filename: str) -> int:
 def learn2reg_split(description: dict, ids, path: PathLike = "dataset.json") -> dict:
     """Test scans and template of a Learn2Reg task, from its ``registration_val`` pairs.
 
+    The test scans are those the pairs name. The template is the one this toolkit's
+    export names (the key :data:`LEARN2REG_OWN_KEY`), else the scan most often fixed in
+    the pairs (the smallest id of a tie): a task that registers every scan to one names
+    that one.
+
     Returns
     -------
     dict
@@ -330,6 +336,7 @@ def learn2reg_split(description: dict, ids, path: PathLike = "dataset.json") -> 
         ``registration_val`` (the defaults of :func:`default_split` apply then).
     """
     pairs = description.get("registration_val") or []
+    own = description.get(LEARN2REG_OWN_KEY)
     if not isinstance(pairs, list) or not all(isinstance(p, dict) and {"fixed", "moving"}
                                                 <= set(p) for p in pairs):
         raise ValueError(f"'registration_val' in {str(path)!r} must be a list of "
@@ -342,6 +349,12 @@ def learn2reg_split(description: dict, ids, path: PathLike = "dataset.json") -> 
     if unknown:
         raise ValueError(f"'registration_val' in {str(path)!r} names subjects {unknown} that "
                          "are not in its 'training' list")
+    if isinstance(own, dict) and own.get("template"):  # written by export_cohort
+        template = learn2reg_subject_id(Path(own["template"]).name)
+        if template not in set(ids):
+            raise ValueError(f"'{LEARN2REG_OWN_KEY}' in {str(path)!r} names the template "
+                             f"{template}, which is not in its 'training' list")
+        return {"test": sorted(named), "template": template}
     most = max(fixed.values())
     return {"test": sorted(named), "template": min(i for i, n in fixed.items() if n == most)}
 
@@ -476,8 +489,9 @@ def export_cohort(subjects, dest: PathLike, *, layout: str = "bcv",
     """Write scans as NIfTI files in one of the layouts that :func:`open_source` reads.
 
     ``bcv``: ``img/img0001.nii.gz`` + ``label/label0001.nii.gz``. ``learn2reg``:
-    ``imagesTr/<task>_0001_0000.nii.gz`` + ``labelsTr/...`` and a ``dataset.json`` whose
-    ``registration_val`` pairs register every test scan to the template. ``folder``:
+    ``imagesTr/<task>_0001_0000.nii.gz`` + ``labelsTr/...`` and a ``dataset.json`` with
+    every key of the AbdomenCTCT task's (:func:`learn2reg_description`), whose
+    ``registration_val`` pairs are every pair among the test scans. ``folder``:
     ``images/<id>.nii.gz`` + ``labels/<id>.nii.gz`` and a ``split.json``. Any NIfTI tool
     (ITK-SNAP, 3D Slicer, nibabel) opens the files.
 
@@ -530,17 +544,83 @@ def export_cohort(subjects, dest: PathLike, *, layout: str = "bcv",
             entry["label"] = f"./{label_name}"
         training.append(entry)
     if layout == "learn2reg":
-        def image_of(i):
-            return f"./imagesTr/{task}_{i:04d}_0000.nii.gz"
-
-        atomic_write_json(dest / LEARN2REG_JSON_NAMES[0], {
-            "name": task, "description": "written by slicreg_lite",
-            "labels": {"0": {"0": "background", **{str(n): v for n, v in labels.items()}}},
-            "numTraining": len(training), "training": training,
-            "registration_val": [{"fixed": image_of(split.template_id), "moving": image_of(i)}
-                                 for i in split.evaluation_ids]})
+        atomic_write_json(dest / LEARN2REG_JSON_NAMES[0],
+                          learn2reg_description(items, training, split, labels, task))
     elif layout == "folder":
         atomic_write_json(dest / SPLIT_FILENAME, {
             "template": split.template_id, "test": list(split.test_ids),
             "train": list(split.train_ids), "labels": {str(n): v for n, v in labels.items()}})
     return dest
+
+
+#: The key of a Learn2Reg description that holds what only this toolkit reads: the
+#: template of the split (the challenge's pairs do not say which scan it is).
+LEARN2REG_OWN_KEY = "slicreg_lite"
+
+
+def learn2reg_description(subjects, training: list, split: SplitConfig, labels: dict,
+                          task: str = "AbdomenCTCT") -> dict:
+    """A ``dataset.json`` with every key of the Learn2Reg AbdomenCTCT task's description.
+
+    The challenge's tools read it (``create_evaluation_config.py`` takes ``name``,
+    ``tensorImageShape`` and the pairs). Its values are true for the export: the grid of
+    the scans, modality CT, the training list (every scan, with its labels),
+    ``registration_val``: every pair among the test scans but the template
+    (``split.evaluation_ids``), the earlier one fixed, as the task's 45 validation pairs;
+    no test scans and no test pairs (the phantom has no hidden test set). The template,
+    which the pairs no longer name, is kept under :data:`LEARN2REG_OWN_KEY` for
+    :func:`learn2reg_split`.
+
+    Raises
+    ------
+    ValueError
+        If the scans differ in shape: the description has one ``tensorImageShape``.
+    """
+    shapes = sorted({tuple(int(n) for n in s.image.shape) for s in subjects})
+    if len(shapes) != 1:
+        raise ValueError(f"the learn2reg layout describes one tensorImageShape: every scan "
+                         f"must have the same shape; got {shapes} (write them on one grid, "
+                         "or use layout='folder')")
+    spacing = sorted({tuple(round(float(v), 3) for v in s.spacing) for s in subjects})
+    ids = [s.subject_id for s in subjects]
+    test = [i for i in split.evaluation_ids if i in ids]
+
+    def image_of(i):
+        return f"./imagesTr/{task}_{i:04d}_0000.nii.gz"
+
+    pairs = [{"fixed": image_of(a), "moving": image_of(b)} for a, b in combinations(test, 2)]
+    provided = ["image", "label"] if any("label" in entry for entry in training) \
+        else ["image"]
+    return {
+        "name": task,
+        "release": "1.1",
+        "description": (f"{len(ids)} abdominal CT scans written by slicreg_lite in the "
+                        f"layout of the Learn2Reg {task} task, on one grid of "
+                        f"{' x '.join(map(str, shapes[0]))} voxels of "
+                        f"{' / '.join(' x '.join(f'{v:g}' for v in sp) for sp in spacing)} "
+                        "mm. The validation pairs are every pair among the split's test "
+                        "scans but its template."),
+        "licence": "as the scans it was written from (the phantom: generated, free to use)",
+        "reference": "Heinrich, Slic-Reg, MIDL 2021; Hering et al., Learn2Reg, IEEE TMI 2023",
+        "pairings": "unpaired",
+        "provided_data": {"0": provided},
+        "registration_direction": {"fixed": 0, "moving": 0},
+        "modality": {"0": "CT"},
+        "img_shift": {"fixed": "patient", "moving": "another patient"},
+        "labels": {"0": {"0": "background", **{str(n): v for n, v in labels.items()}}},
+        "tensorImageSize": {"0": "3D"},
+        "tensorImageShape": {"0": list(shapes[0])},
+        "numTraining": len(training),
+        "numTest": 0,
+        "training": training,
+        "test": [],
+        "numPairedTraining": 0,
+        "training_paired_images": [],
+        "numPairedTest": 0,
+        "test_paired_images": [],
+        "numRegistration_val": len(pairs),
+        "registration_val": pairs,
+        "numRegistration_test": 0,
+        "registration_test": [],
+        LEARN2REG_OWN_KEY: {"template": image_of(split.template_id)},
+    }

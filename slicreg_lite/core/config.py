@@ -240,6 +240,7 @@ class TrainingConfig:
 KEYPOINT_CHOICES = ("centres", "random")
 FOLD_CHOICES = ("blocks", "permutation")
 TEMPLATE_FEATURE_CHOICES = ("supervoxels", "network")
+PAIR_ROUTE_CHOICES = ("direct", "composed")
 
 
 @dataclass(frozen=True)
@@ -287,10 +288,17 @@ class AdamConfig:
     # with the fit: take out of each centre how far uneven stretch moves it, measured from
     # the supervoxels' sizes (alignment.centre_fit.stretch_correction)
     centre_stretch: bool = False
+    # a pair of which neither scan is the template (methods.SlicReg.register with fixed=):
+    # "direct" aligns the two scans' predicted supervoxels, the fixed scan's taking the
+    # template's place; "composed" registers both to the template and goes fixed ->
+    # template -> moving through the inverse of one field. Not in the paper (it registers
+    # to the template only): chosen on pairs of validation subjects (bench_pairs.py)
+    pair_route: str = "direct"
 
     def __post_init__(self):
         for name, choices in (("keypoints", KEYPOINT_CHOICES), ("fold", FOLD_CHOICES),
-                              ("template_features", TEMPLATE_FEATURE_CHOICES)):
+                              ("template_features", TEMPLATE_FEATURE_CHOICES),
+                              ("pair_route", PAIR_ROUTE_CHOICES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"adam.{name} must be one of {list(choices)}; got "
                                  f"{getattr(self, name)!r}")
