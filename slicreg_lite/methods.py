@@ -83,11 +83,13 @@ class Registration:
         teacher registration) and ``"total"``.
     keypoint_displacement : numpy.ndarray, shape (N, 3), or None
         The keypoints' displacements (supervoxel grid voxels), for Slic-Reg and the
-        regression baseline.
+        regression baseline (None for a pair composed through the template).
     details : object
         What the method's own step returned (:class:`~slicreg_lite.alignment.adam.AdamResult`,
         :class:`~slicreg_lite.alignment.regression.RegressionResult` or
-        :class:`~slicreg_lite.teacher.TeacherResult`), for figures.
+        :class:`~slicreg_lite.teacher.TeacherResult`), for figures; for a pair composed
+        through the template, ``{"route": "composed", "fixed to template": ...,
+        "moving to template": ...}``.
     warnings : list of str
         Why the result cannot be trusted, if it cannot: a network applied to a scan
         unlike the scans it was trained on (:mod:`slicreg_lite.network.domain`). Each is also
