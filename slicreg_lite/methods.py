@@ -746,6 +746,8 @@ METHODS = (
 )
 #: The methods of the ``register`` command, by name.
 REGISTER_NAMES = tuple(m.name for m in METHODS if m.on_new_scans)
+#: Those of them that register any pair of scans (``register --fixed``, ``learn2reg``).
+PAIR_NAMES = tuple(m.name for m in METHODS if m.on_new_scans and m.any_pair)
 
 
 def method_named(name: str) -> Method:

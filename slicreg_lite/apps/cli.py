@@ -27,6 +27,7 @@ from ..core.config import PRESET_NAMES, RunSettings, get_config, is_real_ct
 from ..core.files import atomic_write_json, atomic_write_text, check_writable
 from ..methods import (
     METHODS,
+    PAIR_NAMES,
     REGISTER_NAMES,
     UntrustedResultWarning,
     method_named,
@@ -406,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     learn2reg.add_argument("--out", required=True, type=Path,
                            help="the submission folder (the fields lie flat in it)")
     learn2reg.add_argument("--method", default="slicreg",
-                           choices=[n for n in REGISTER_NAMES if method_named(n).any_pair],
+                           choices=PAIR_NAMES,
                            help="a method of any pair (default: Slic-Reg as in the paper, "
                                 "by its chosen pair route)")
     learn2reg.add_argument("--pairs", default="val", choices=("val", "test"),

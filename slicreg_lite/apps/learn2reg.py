@@ -39,7 +39,7 @@ from ..cohort.nifti import save_nifti
 from ..cohort.sources import open_source
 from ..core.config import Config, RunSettings, get_config, is_real_ct
 from ..core.files import atomic_write_json, check_writable
-from ..methods import method_named
+from ..methods import PAIR_NAMES, method_named
 from ..pipeline.load import load_method
 from .register import register_scans
 
@@ -224,8 +224,7 @@ def write_submission(task_dir: PathLike, out: PathLike, *, method: str = "slicre
     chosen_method = method_named(method)
     if not chosen_method.any_pair:
         raise ValueError(f"method must register any pair of scans, one of "
-                         f"{['slicreg', 'slicreg-fit', 'regression', 'teacher']}; got "
-                         f"{method!r}")
+                         f"{list(PAIR_NAMES)}; got {method!r}")
     chosen, shape = task_pairs(task_dir, pairs)
     _check_shapes(chosen, shape)
     if cfg is None:
@@ -266,10 +265,13 @@ def write_submission(task_dir: PathLike, out: PathLike, *, method: str = "slicre
     if zip_file:
         submission.zip_file = out.parent / f"{out.name}.zip"
         temporary = out.parent / f"{out.name}.zip.partial"
-        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in submission.fields:
-                archive.write(path, path.name)  # flat: the evaluation reads one folder
-        temporary.replace(submission.zip_file)  # no half-written zip left behind
+        try:
+            with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in submission.fields:
+                    archive.write(path, path.name)  # flat: the evaluation reads one folder
+            temporary.replace(submission.zip_file)  # no half-written zip left behind
+        finally:
+            temporary.unlink(missing_ok=True)
     return submission
 
 

@@ -57,7 +57,7 @@ from ..core.labels import name_labels
 from ..core.metrics import score_registration
 from ..core.spatial import identity_grid, map_points, sample, voxel_to_world, world_to_voxel
 from ..display.slices import overlay_contours, show_checkerboard, show_slice, view_slice
-from ..methods import REGISTER_NAMES, UntrustedResultWarning, method_named
+from ..methods import PAIR_NAMES, REGISTER_NAMES, UntrustedResultWarning, method_named
 from ..pipeline import stages
 from ..pipeline.load import load_method
 from ..supervoxels.layers import body_mask
@@ -189,9 +189,9 @@ def register_scans(moving, *, fixed=None, labels=None, fixed_labels=None,
         raise ValueError(f"fixed: the {method} registers a pair of scans: give the fixed scan "
                          "too (--fixed FIXED.nii.gz)")
     if not chosen.any_pair and fixed is not None:
-        pair_methods = [name for name in REGISTER_NAMES if method_named(name).any_pair]
         raise ValueError(f"fixed: {method} registers to the template of its data source "
-                         f"(--data); a fixed scan of your own needs one of {pair_methods}")
+                         f"(--data); a fixed scan of your own needs one of "
+                         f"{list(PAIR_NAMES)}")
     if cfg is None:  # a method for any pair registers the caller's own scans: real CT
         cfg = get_config(real_ct=chosen.any_fixed_scan or is_real_ct(data))
     run = RunSettings(progress=False) if run is None else run
