@@ -14,7 +14,9 @@ command, the method built once) and writes, flat in one folder,
     ``x + disp[x]`` (the challenge's evaluation warps the moving labels with
     ``scipy.ndimage.map_coordinates(moving, identity + disp, order=0)``);
 ``scores.json``
-    Dice, HD95 and std(log J) of each pair, where both scans have labels;
+    Dice, HD95 and std(log J) of each pair, where both scans have labels: the moving
+    labels warped by the field as written, as the challenge warps them
+    (:func:`warp_as_the_challenge`), so that its Dice is ours;
 
 and, with ``zip_file=True``, ``<folder>.zip`` holding the fields alone, to upload.
 
@@ -39,6 +41,8 @@ from ..cohort.nifti import save_nifti
 from ..cohort.sources import open_source
 from ..core.config import Config, RunSettings, get_config, is_real_ct
 from ..core.files import atomic_write_json, check_writable
+from ..core.labels import MAX_LABEL
+from ..core.metrics import dice_per_label, hd95_per_label
 from ..methods import PAIR_NAMES, method_named
 from ..pipeline.load import load_method
 from .register import register_scans
@@ -180,6 +184,32 @@ def _check_shapes(chosen: list[TaskPair], shape) -> None:
                              f"fields of shape {[*shape, 3]}): is it the task's own file?")
 
 
+def warp_as_the_challenge(moving_labels, disp) -> np.ndarray:
+    """The moving labels on the fixed grid as the challenge's evaluation puts them there:
+    the field as written (``(X, Y, Z, 3)``, voxels), nearest neighbour, 0 outside."""
+    from scipy.ndimage import map_coordinates
+
+    identity = np.indices(disp.shape[:3], dtype=np.float64)
+    return map_coordinates(np.asarray(moving_labels), identity + np.moveaxis(disp, -1, 0),
+                           order=0)
+
+
+def challenge_scores(pair: TaskPair, disp, labels) -> tuple:
+    """Mean Dice (a fraction) and mean HD95 (mm) over ``labels`` of one written field,
+    the moving labels warped as the challenge warps them (:func:`warp_as_the_challenge`),
+    a label absent from both maps left out; ``(None, None)`` without both label maps."""
+    import nibabel as nib
+
+    if pair.fixed_labels is None or pair.moving_labels is None:
+        return None, None
+    fixed = nib.load(str(pair.fixed_labels))
+    fixed_labels = np.asarray(fixed.dataobj)
+    warped = warp_as_the_challenge(np.asarray(nib.load(str(pair.moving_labels)).dataobj), disp)
+    dice = dice_per_label(warped, fixed_labels, labels)
+    hd95 = hd95_per_label(warped, fixed_labels, fixed.header.get_zooms()[:3], labels)
+    return float(np.nanmean(dice)), float(np.nanmean(hd95))
+
+
 def write_submission(task_dir: PathLike, out: PathLike, *, method: str = "slicreg",
                      pairs: str = "val", cfg: Config | None = None, data="phantom",
                      run: RunSettings | None = None, zip_file: bool = False,
@@ -237,6 +267,7 @@ def write_submission(task_dir: PathLike, out: PathLike, *, method: str = "slicre
     if not chosen_method.any_fixed_scan:  # the network and template, loaded once
         registration = load_method(cfg, open_source(data, cfg), chosen_method,
                                    allow_training=False, run=run)
+    labels = sorted(open_source(data, cfg).label_names or range(1, MAX_LABEL + 1))
     submission = Submission(out)
     for index, pair in enumerate(chosen):
         start = time.perf_counter()
@@ -248,10 +279,8 @@ def write_submission(task_dir: PathLike, out: PathLike, *, method: str = "slicre
                                             registered.displacement.astype(np.float32),
                                             registered.fixed_affine))
         report = registered.report
-        dice = None if report["dice"] is None else float(np.nanmean(
-            [np.nan if v is None else v for v in report["dice"].values()]))
-        hd95 = None if report["hd95_mm"] is None else float(np.nanmean(
-            [np.nan if v is None else v for v in report["hd95_mm"].values()]))
+        dice, hd95 = challenge_scores(pair, registered.displacement.astype(np.float32),
+                                      labels)
         submission.scores[pair.name] = {"fixed": pair.fixed.name, "moving": pair.moving.name,
                                         "dice": dice, "hd95_mm": hd95,
                                         "std_log_jacobian": report["std_log_jacobian"],
@@ -275,5 +304,5 @@ def write_submission(task_dir: PathLike, out: PathLike, *, method: str = "slicre
     return submission
 
 
-__all__ = ["PAIR_LISTS", "Submission", "TaskPair", "UPLOAD_URL",
-           "field_name", "task_pairs", "write_submission"]
+__all__ = ["PAIR_LISTS", "Submission", "TaskPair", "UPLOAD_URL", "challenge_scores",
+           "field_name", "task_pairs", "warp_as_the_challenge", "write_submission"]
